@@ -1,0 +1,35 @@
+/**
+ * The registry of `main.ts` subcommands. Each is loaded only when invoked, so `score` does not
+ * pay for NATS and `record` does not pay for TensorFlow.js.
+ *
+ * @module
+ */
+
+/** A subcommand: parses its own arguments and returns an exit code. */
+export type CommandMain = (args: string[]) => Promise<number>;
+
+/** One registry entry. */
+export interface CommandEntry {
+  /** One line for `main.ts help`. */
+  summary: string;
+  /** Loads the module and returns its entry point. */
+  load: () => Promise<CommandMain>;
+}
+
+/** Every subcommand of `main.ts`, by name. */
+export const COMMANDS: Record<string, CommandEntry> = {};
+
+/** The top-level help text. */
+export function usage(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((name) => name.length), 8);
+  const lines = Object.entries(COMMANDS).map(([name, entry]) =>
+    `  ${name.padEnd(width)}  ${entry.summary}`
+  );
+  return [
+    "usage: deno task run            serve line \"demo\" (pipelines/demo.json)",
+    "       deno run -A main.ts <command> [options]   (<command> --help for its options)",
+    "",
+    "commands:",
+    ...lines,
+  ].join("\n");
+}
