@@ -17,7 +17,24 @@ export interface CommandEntry {
 }
 
 /** Every subcommand of `main.ts`, by name. */
-export const COMMANDS: Record<string, CommandEntry> = {};
+export const COMMANDS: Record<string, CommandEntry> = {
+  train: {
+    summary: "train a detector offline on a directory of images and save a checkpoint",
+    load: async () => (await import("./train.ts")).trainCommand,
+  },
+  score: {
+    summary: "score a directory of images with a checkpoint (one JSON line per image)",
+    load: async () => (await import("./score.ts")).scoreCommand,
+  },
+  record: {
+    summary: "record live NATS messages into a fixture stream directory",
+    load: async () => (await import("./record.ts")).recordCommand,
+  },
+  replay: {
+    summary: "publish a recorded fixture stream, as recorded or faster",
+    load: async () => (await import("./replay.ts")).replayCommand,
+  },
+};
 
 /** The top-level help text. */
 export function usage(): string {
@@ -26,7 +43,7 @@ export function usage(): string {
     `  ${name.padEnd(width)}  ${entry.summary}`
   );
   return [
-    "usage: deno task run            serve line \"demo\" (pipelines/demo.json)",
+    'usage: deno task run            serve line "demo" (pipelines/demo.json)',
     "       deno run -A main.ts <command> [options]   (<command> --help for its options)",
     "",
     "commands:",

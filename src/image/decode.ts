@@ -94,7 +94,10 @@ export async function decodeImage(
   try {
     ({ width, height } = await sharp(bytes, { limitInputPixels: false }).metadata());
   } catch (error) {
-    throw new ImageRejectedError("undecodable", `cannot read ${format} header: ${messageOf(error)}`);
+    throw new ImageRejectedError(
+      "undecodable",
+      `cannot read ${format} header: ${messageOf(error)}`,
+    );
   }
   if (!width || !height) {
     throw new ImageRejectedError("undecodable", `${format} header has no dimensions`);
