@@ -18,6 +18,18 @@ export interface CommandEntry {
 
 /** Every subcommand of `main.ts`, by name. */
 export const COMMANDS: Record<string, CommandEntry> = {
+  run: {
+    summary: "serve a line: ingest, online AD² trainer and scorer beside NATS (default: demo)",
+    load: async () => (await import("./run.ts")).runCommand,
+  },
+  stage: {
+    summary: "run one stage (ingest | trainer | scorer) of a line against a NATS cluster",
+    load: async () => (await import("./stage.ts")).stageCommand,
+  },
+  simulate: {
+    summary: "publish a fixture stream as a camera would, to see verdicts within a minute",
+    load: async () => (await import("./simulate.ts")).simulateCommand,
+  },
   train: {
     summary: "train a detector offline on a directory of images and save a checkpoint",
     load: async () => (await import("./train.ts")).trainCommand,

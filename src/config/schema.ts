@@ -91,3 +91,100 @@ export const TrainingSchema = z.object({
 }).strict();
 /** Training configuration. */
 export type TrainingConfig = z.infer<typeof TrainingSchema>;
+
+/**
+ * A production line id: one NATS subject token (letters, digits, `-`, `_`), so it can name
+ * subjects (`inspect.<line>.image`), streams, buckets and KV keys unchanged.
+ */
+export const LineIdSchema = z.string().regex(
+  /^[A-Za-z0-9_-]{1,64}$/,
+  "must be 1-64 letters, digits, '-' or '_' (one NATS subject token)",
+);
+
+/**
+ * How the scorer turns scores into anomalous/normal without labels: flag an image when its
+ * score is above `max(floor, Q)`, where Q is the nearest-rank `1 - targetFalseAlarmRate`
+ * quantile of the last `window` scores (the current batch included). At most about
+ * `targetFalseAlarmRate` of recent images can be above Q, so a defect-free line is never
+ * flagged wholesale; nothing is flagged until the window holds `1 / targetFalseAlarmRate` scores.
+ */
+export const ThresholdPolicySchema = z.object({
+  /** Largest share of recent images flagged on a defect-free line (the quantile is 1 − this). */
+  targetFalseAlarmRate: z.number().gt(0).lt(1).default(0.01),
+  /** Number of recent scores the quantile is taken over. */
+  window: z.number().int().min(10).max(1_000_000).default(2000),
+  /** Lowest threshold on the map-normalised score (EfficientAD maps the normal q_b pixel value to 0.1). */
+  floor: z.number().min(0).default(0.1),
+}).strict();
+/** Threshold policy configuration. */
+export type ThresholdPolicy = z.infer<typeof ThresholdPolicySchema>;
+
+/** The trainer stage: warm-up, model publication cadence and its image buffer. */
+export const TrainerStageSchema = z.object({
+  /** Training steps before the first model version is published; verdicts are `warming_up` until then. */
+  warmupSteps: z.number().int().min(1).default(50),
+  /** Publish a new model version after this many steps since the last one... */
+  publishEverySteps: z.number().int().min(1).default(50),
+  /** ...or after this many seconds since the last one (when at least one step was taken). */
+  publishEverySeconds: z.number().positive().default(60),
+  /** Recent images kept for batches, replay and normalisation (ATDR outliers are kept out). */
+  bufferSize: z.number().int().min(2).max(100_000).default(256),
+  /** Images the teacher channel statistics are fitted on before the first step. */
+  statsImages: z.number().int().min(1).default(64),
+  /** Most recent buffered images the map-normalisation quantiles are fitted on at each publication. */
+  normalisationImages: z.number().int().min(1).default(64),
+  /** Model versions kept in the object store (older ones are deleted). */
+  keepVersions: z.number().int().min(1).default(5),
+  /** Seed of the replay sampling. */
+  seed: z.number().int().default(1),
+}).strict();
+/** Trainer stage configuration. */
+export type TrainerStageConfig = z.infer<typeof TrainerStageSchema>;
+
+/** The scorer stage. */
+export const ScorerStageSchema = z.object({
+  /** Images scored together (at most; a batch never waits for more images than are pending). */
+  batchSize: z.number().int().min(1).max(256).default(8),
+  threshold: ThresholdPolicySchema.default({}),
+}).strict();
+/** Scorer stage configuration. */
+export type ScorerStageConfig = z.infer<typeof ScorerStageSchema>;
+
+/** Retention of the line's JetStream streams (images, decoded images, verdicts, training events). */
+export const StreamLimitsSchema = z.object({
+  /** Oldest message kept, in seconds (also how long an Image-Id stays reserved). */
+  maxAgeSeconds: z.number().positive().default(7 * 24 * 3600),
+  /** Largest stream size in bytes (per stream). */
+  maxBytes: z.number().int().positive().default(1024 ** 3),
+  /** Most messages kept (per stream). */
+  maxMsgs: z.number().int().positive().default(1_000_000),
+  /** Window in which JetStream drops a re-published message with the same `Nats-Msg-Id`. */
+  duplicateWindowSeconds: z.number().positive().default(120),
+}).strict();
+/** Stream retention configuration. */
+export type StreamLimits = z.infer<typeof StreamLimitsSchema>;
+
+/** Limits checked before an image is decoded. */
+export const ImageLimitsSchema = z.object({
+  /** Largest encoded payload in bytes (NATS' own max_payload, 1 MB by default, applies first). */
+  maxBytes: z.number().int().positive().default(20_000_000),
+  /** Largest width × height accepted. */
+  maxPixels: z.number().int().positive().default(40_000_000),
+}).strict();
+/** Image limit configuration. */
+export type ImageLimits = z.infer<typeof ImageLimitsSchema>;
+
+/** One production line's streaming pipeline (`pipelines/<line>.json`). */
+export const PipelineSchema = z.object({
+  line: LineIdSchema,
+  model: ModelSchema.default({}),
+  training: TrainingSchema.default({}),
+  trainer: TrainerStageSchema.default({}),
+  scorer: ScorerStageSchema.default({}),
+  streams: StreamLimitsSchema.default({}),
+  images: ImageLimitsSchema.default({}),
+}).strict();
+/** Pipeline configuration, every default filled in. */
+export type PipelineConfig = z.infer<typeof PipelineSchema>;
+/** Pipeline configuration as written in a file (defaults optional). */
+export type PipelineConfigInput = z.input<typeof PipelineSchema>;

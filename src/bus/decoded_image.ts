@@ -1,0 +1,105 @@
+/**
+ * The internal decoded-image message on `inspect.<line>.decoded`: RGB bytes (HWC, the
+ * decoder's output quantised back to the 8 bits it came from, so nothing is lost) plus the
+ * headers that carry the image's identity to the trainer and the scorer.
+ *
+ * @module
+ */
+import { headers, type MsgHdrs } from "nats";
+import {
+  CAPTURED_AT_HEADER,
+  IMAGE_ID_HEADER,
+  IMAGE_SEQ_HEADER,
+  IMAGE_SHAPE_HEADER,
+  RECEIVED_AT_HEADER,
+} from "./subjects.ts";
+
+/** Identity of an image as it travels through the pipeline. */
+export interface ImageIdentity {
+  /** The camera's Image-Id. */
+  imageId: string;
+  /** Sequence of the original message in the image stream. */
+  imageSeq: number;
+  /** Valid Captured-At, or null. */
+  capturedAt: string | null;
+}
+
+/** A decoded image with its identity. */
+export interface DecodedImageMessage extends ImageIdentity {
+  /** Side of the square image. */
+  size: number;
+  /** `size × size × 3` RGB values in [0, 1]. */
+  pixels: Float32Array;
+}
+
+/** Encodes pixels in [0, 1] as bytes (exact for decoder output, which is `byte / 255`). */
+export function pixelsToBytes(pixels: Float32Array): Uint8Array {
+  const bytes = new Uint8Array(pixels.length);
+  for (let i = 0; i < pixels.length; i++) {
+    bytes[i] = Math.round(Math.min(1, Math.max(0, pixels[i])) * 255);
+  }
+  return bytes;
+}
+
+/** Decodes bytes back to pixels in [0, 1]. */
+export function bytesToPixels(bytes: Uint8Array): Float32Array {
+  const pixels = new Float32Array(bytes.length);
+  for (let i = 0; i < bytes.length; i++) pixels[i] = bytes[i] / 255;
+  return pixels;
+}
+
+/** Headers and payload of a decoded-image message. */
+export function encodeDecodedImage(
+  image: DecodedImageMessage,
+  receivedAt: Date,
+): { payload: Uint8Array; headers: MsgHdrs } {
+  const expected = image.size * image.size * 3;
+  if (image.pixels.length !== expected) {
+    throw new RangeError(
+      `expected ${expected} values for ${image.size}², got ${image.pixels.length}`,
+    );
+  }
+  const h = headers();
+  h.set(IMAGE_ID_HEADER, image.imageId);
+  h.set(IMAGE_SEQ_HEADER, String(image.imageSeq));
+  if (image.capturedAt) h.set(CAPTURED_AT_HEADER, image.capturedAt);
+  h.set(IMAGE_SHAPE_HEADER, `${image.size}x${image.size}x3`);
+  h.set(RECEIVED_AT_HEADER, receivedAt.toISOString());
+  return { payload: pixelsToBytes(image.pixels), headers: h };
+}
+
+/** Why a decoded-image message could not be read (a producer/consumer mismatch). */
+export class DecodedImageError extends Error {
+  /** Whatever identity could be read, for the rejection verdict. */
+  readonly identity: Partial<ImageIdentity>;
+  /** Creates the error. */
+  constructor(message: string, identity: Partial<ImageIdentity>) {
+    super(message);
+    this.name = "DecodedImageError";
+    this.identity = identity;
+  }
+}
+
+/** Reads a decoded-image message, checking it holds a `size × size` RGB image. */
+export function decodeDecodedImage(
+  payload: Uint8Array,
+  hdrs: MsgHdrs | undefined,
+  size: number,
+): DecodedImageMessage {
+  const imageId = hdrs?.get(IMAGE_ID_HEADER) ?? "";
+  const imageSeq = Number(hdrs?.get(IMAGE_SEQ_HEADER) ?? NaN);
+  const capturedAt = hdrs?.get(CAPTURED_AT_HEADER) || null;
+  const identity = { imageId, imageSeq, capturedAt };
+  if (!imageId || !Number.isInteger(imageSeq) || imageSeq < 1) {
+    throw new DecodedImageError("decoded image lacks Image-Id or Image-Seq headers", identity);
+  }
+  const shape = hdrs?.get(IMAGE_SHAPE_HEADER) ?? "";
+  if (shape !== `${size}x${size}x3` || payload.length !== size * size * 3) {
+    throw new DecodedImageError(
+      `decoded image is ${shape || "unshaped"} with ${payload.length} bytes; this stage ` +
+        `expects ${size}x${size}x3 (do ingest and this stage use the same model.imageSize?)`,
+      identity,
+    );
+  }
+  return { ...identity, size, pixels: bytesToPixels(payload) };
+}

@@ -1,0 +1,154 @@
+/**
+ * Model versions of a line: each version's state blob lives in the line's JetStream object
+ * store; one KV key per line names the current version. The trainer publishes, scorers watch
+ * the key and hot-swap, a restarted trainer resumes from the current version.
+ *
+ * @module
+ */
+import { type JetStreamClient, type KV, type KvEntry, type ObjectStore } from "nats";
+import { z } from "zod/v4";
+import {
+  MODEL_VERSIONS_BUCKET,
+  modelObjectBucket,
+  modelObjectName,
+  modelVersionKey,
+} from "./subjects.ts";
+
+/** The KV value naming a line's current model version (JSON). */
+export const ModelVersionRecordSchema = z.object({
+  line: z.string(),
+  /** 1, 2, 3, ... per line. */
+  version: z.number().int().min(1),
+  /** Training steps the model had taken. */
+  step: z.number().int().min(0),
+  /** Object name in the line's object store. */
+  object: z.string(),
+  /** Size of the state blob in bytes. */
+  bytes: z.number().int().min(0),
+  /** Square input size the model scores. */
+  imageSize: z.number().int().min(1),
+  publishedAt: z.iso.datetime({ offset: true }),
+});
+/** A model version record. */
+export type ModelVersionRecord = z.infer<typeof ModelVersionRecordSchema>;
+
+/** Publishes, finds and fetches one line's model versions. */
+export class ModelStore {
+  /** The line. */
+  readonly line: string;
+  readonly #kv: KV;
+  readonly #objects: ObjectStore;
+
+  private constructor(line: string, kv: KV, objects: ObjectStore) {
+    this.line = line;
+    this.#kv = kv;
+    this.#objects = objects;
+  }
+
+  /** Opens (creating if needed) the version KV bucket and the line's object store. */
+  static async open(js: JetStreamClient, line: string): Promise<ModelStore> {
+    const kv = await js.views.kv(MODEL_VERSIONS_BUCKET, {
+      history: 5,
+      description: "current model version per line",
+    });
+    const objects = await js.views.os(modelObjectBucket(line), {
+      description: `model versions of line ${line}`,
+    });
+    return new ModelStore(line, kv, objects);
+  }
+
+  /** The current version, or null before the first publication. */
+  async current(): Promise<ModelVersionRecord | null> {
+    const entry = await this.#kv.get(modelVersionKey(this.line));
+    return entry ? recordOf(entry) : null;
+  }
+
+  /**
+   * Stores `state` as the next version and makes it current. The KV write is conditional on
+   * the revision read first, so two trainers racing on one line cannot both publish the same
+   * version number.
+   */
+  async publish(
+    state: Uint8Array,
+    info: { step: number; imageSize: number },
+  ): Promise<ModelVersionRecord> {
+    const key = modelVersionKey(this.line);
+    const previous = await this.#kv.get(key);
+    const previousRecord = previous ? recordOf(previous) : null;
+    const version = (previousRecord?.version ?? 0) + 1;
+    const object = modelObjectName(version);
+    await this.#objects.putBlob({
+      name: object,
+      description: `line ${this.line} model version ${version} (step ${info.step})`,
+      metadata: { version: String(version), step: String(info.step) },
+    }, state);
+    const record: ModelVersionRecord = {
+      line: this.line,
+      version,
+      step: info.step,
+      object,
+      bytes: state.length,
+      imageSize: info.imageSize,
+      publishedAt: new Date().toISOString(),
+    };
+    const value = new TextEncoder().encode(JSON.stringify(record));
+    if (previous && previous.operation === "PUT") {
+      await this.#kv.update(key, value, previous.revision);
+    } else if (previous) {
+      await this.#kv.put(key, value, { previousSeq: previous.revision });
+    } else {
+      await this.#kv.create(key, value);
+    }
+    return record;
+  }
+
+  /** The state blob of a version, or null when it was pruned. */
+  async fetch(record: ModelVersionRecord): Promise<Uint8Array | null> {
+    return await this.#objects.getBlob(record.object);
+  }
+
+  /** Deletes stored versions older than the newest `keep`. */
+  async prune(keep: number): Promise<number> {
+    const current = await this.current();
+    if (!current) return 0;
+    let deleted = 0;
+    for (const info of await this.#objects.list()) {
+      const version = Number(info.metadata?.version ?? NaN);
+      if (!info.deleted && Number.isInteger(version) && version <= current.version - keep) {
+        await this.#objects.delete(info.name);
+        deleted++;
+      }
+    }
+    return deleted;
+  }
+
+  /**
+   * Current version first (when one exists), then every new one as it is published, until
+   * `signal` aborts. Unreadable records are skipped with a warning.
+   */
+  async *watch(signal: AbortSignal): AsyncGenerator<ModelVersionRecord> {
+    const iterator = await this.#kv.watch({ key: modelVersionKey(this.line) });
+    const stop = () => iterator.stop();
+    signal.addEventListener("abort", stop, { once: true });
+    try {
+      for await (const entry of iterator) {
+        if (entry.operation !== "PUT") continue;
+        let record: ModelVersionRecord;
+        try {
+          record = recordOf(entry);
+        } catch (error) {
+          console.warn(`[${this.line}] ignoring unreadable model version record: ${error}`);
+          continue;
+        }
+        yield record;
+      }
+    } finally {
+      signal.removeEventListener("abort", stop);
+      iterator.stop();
+    }
+  }
+}
+
+function recordOf(entry: KvEntry): ModelVersionRecord {
+  return ModelVersionRecordSchema.parse(entry.json());
+}

@@ -1,0 +1,146 @@
+/**
+ * Every NATS name the product uses, in one place: subjects, headers, JetStream streams and
+ * consumers, KV buckets and keys, the object store, and the control service. Nothing else in
+ * the code base spells a subject.
+ *
+ * The public image contract (`inspect.<line>.image`, `Image-Id`, `Captured-At`) is defined by
+ * `src/streams/contract.ts`, which recordings share; it is re-exported here unchanged.
+ *
+ * @module
+ */
+import {
+  assertLineName,
+  CAPTURED_AT_HEADER,
+  IMAGE_ID_HEADER,
+  imageSubject,
+} from "../streams/contract.ts";
+
+export { assertLineName, CAPTURED_AT_HEADER, IMAGE_ID_HEADER, imageSubject };
+
+/** Root token of every product subject. */
+export const SUBJECT_ROOT = "inspect";
+
+/** JetStream's de-duplication header (set through `msgID` on publish). */
+export const MSG_ID_HEADER = "Nats-Msg-Id";
+/** Internal header: the sequence of the original message in the line's image stream. */
+export const IMAGE_SEQ_HEADER = "Image-Seq";
+/** Internal header: `<height>x<width>x<channels>` of a decoded image payload. */
+export const IMAGE_SHAPE_HEADER = "Image-Shape";
+/** Internal header: RFC 3339 time the ingest stage received the image. */
+export const RECEIVED_AT_HEADER = "Received-At";
+
+/** Verdicts of `line` (public, JSON, see `verdict.ts`). */
+export function verdictSubject(line: string): string {
+  assertLineName(line);
+  return `${SUBJECT_ROOT}.${line}.verdict`;
+}
+
+/** Training events of `line` (public, JSON, see `training_event.ts`). */
+export function trainingSubject(line: string): string {
+  assertLineName(line);
+  return `${SUBJECT_ROOT}.${line}.training`;
+}
+
+/** Internal: images of `line` decoded, resized and validated by ingest (raw RGB bytes). */
+export function decodedSubject(line: string): string {
+  assertLineName(line);
+  return `${SUBJECT_ROOT}.${line}.decoded`;
+}
+
+/** Root of the control service endpoints of `line`: `<root>.<stage>.<endpoint>`. */
+export function controlSubjectRoot(line: string): string {
+  assertLineName(line);
+  return `${SUBJECT_ROOT}.${line}.control`;
+}
+
+/** The subject of one control endpoint, e.g. `inspect.demo.control.trainer.pause`. */
+export function controlSubject(line: string, stage: string, endpoint: string): string {
+  return `${controlSubjectRoot(line)}.${stage}.${endpoint}`;
+}
+
+/** The JetStream streams of one line. */
+export interface LineStreamNames {
+  /** Raw camera images (`inspect.<line>.image`). */
+  images: string;
+  /** Decoded images (`inspect.<line>.decoded`). */
+  decoded: string;
+  /** Verdicts (`inspect.<line>.verdict`). */
+  verdicts: string;
+  /** Training events (`inspect.<line>.training`). */
+  training: string;
+}
+
+/** Stream names of `line` (stream names cannot contain dots; line ids never do). */
+export function streamNames(line: string): LineStreamNames {
+  assertLineName(line);
+  return {
+    images: `INSPECT_${line}_IMAGES`,
+    decoded: `INSPECT_${line}_DECODED`,
+    verdicts: `INSPECT_${line}_VERDICTS`,
+    training: `INSPECT_${line}_TRAINING`,
+  };
+}
+
+/** Durable consumer of the image stream shared by every ingest process of a line. */
+export const INGEST_CONSUMER = "ingest";
+/** Durable consumer of the decoded stream shared by every scorer process of a line. */
+export const SCORER_CONSUMER = "scorer";
+/** Durable consumer of the decoded stream used by the line's trainer. */
+export const TRAINER_CONSUMER = "trainer";
+
+/** KV bucket holding the current model version of every line, one key per line. */
+export const MODEL_VERSIONS_BUCKET = "inspect-model-versions";
+
+/** The key naming the current model version of `line` in {@link MODEL_VERSIONS_BUCKET}. */
+export function modelVersionKey(line: string): string {
+  assertLineName(line);
+  return line;
+}
+
+/** Object store bucket of `line`'s model versions. */
+export function modelObjectBucket(line: string): string {
+  assertLineName(line);
+  return `inspect-models-${line}`;
+}
+
+/** Object name of version `version` in {@link modelObjectBucket}. */
+export function modelObjectName(version: number): string {
+  return `model-v${version}`;
+}
+
+/** KV bucket reserving `line`'s Image-Ids (entries expire with the image stream's max age). */
+export function imageIdBucket(line: string): string {
+  assertLineName(line);
+  return `inspect-image-ids-${line}`;
+}
+
+/** KV key of an Image-Id: base64url of its UTF-8 bytes, since ids may hold any character. */
+export function imageIdKey(imageId: string): string {
+  const bytes = new TextEncoder().encode(imageId);
+  let binary = "";
+  for (const b of bytes) binary += String.fromCharCode(b);
+  return "id_" + btoa(binary).replaceAll("+", "-").replaceAll("/", "_").replaceAll("=", "");
+}
+
+/** `Nats-Msg-Id` of the verdict of an accepted image: one verdict per Image-Id. */
+export function verdictMsgId(imageId: string): string {
+  return `image:${imageId}`;
+}
+
+/**
+ * `Nats-Msg-Id` of a rejection that cannot be keyed by Image-Id (missing or duplicate id):
+ * keyed by the image message's stream sequence, so a redelivery never doubles it.
+ */
+export function rejectionMsgId(imageSeq: number): string {
+  return `seq:${imageSeq}`;
+}
+
+/** `Nats-Msg-Id` of a decoded image: ingest redeliveries never duplicate it downstream. */
+export function decodedMsgId(imageId: string): string {
+  return `decoded:${imageId}`;
+}
+
+/** Name of the control service (in `$SRV.INFO` / `$SRV.STATS`). */
+export const CONTROL_SERVICE_NAME = "inspect-pipeline";
+/** Version of the control service API (semver, required by the micro protocol). */
+export const CONTROL_SERVICE_VERSION = "1.0.0";

@@ -1,0 +1,201 @@
+/**
+ * The public verdict message (`inspect.<line>.verdict`, JSON): its zod schema, types and
+ * constructors. The committed `verdict.schema.json` is generated from {@link VerdictSchema}
+ * (`deno run -A src/bus/write_verdict_schema.ts`) and a test keeps the two in sync.
+ *
+ * Written with `zod/v4` (shipped inside the project's zod 3.25 package) because only v4 can
+ * export JSON Schema; the verdict schema stands alone, so mixing it with the v3 config schemas
+ * costs nothing.
+ *
+ * @module
+ */
+import { z } from "zod/v4";
+import type { ImageErrorCode } from "../image/decode.ts";
+
+/** Why an image got a `rejected` verdict: the decoder's codes plus the Image-Id checks. */
+export const RejectionCodeSchema = z.enum([
+  "empty",
+  "too_large",
+  "undecodable",
+  "unsupported_type",
+  "too_many_pixels",
+  "missing_image_id",
+  "invalid_image_id",
+  "duplicate_image_id",
+]).describe(
+  "empty: zero-byte payload; too_large: payload above the byte limit; undecodable: not a " +
+    "valid image of its type; unsupported_type: not JPEG, PNG or WebP; too_many_pixels: " +
+    "width x height above the limit; missing_image_id: no or empty Image-Id header; " +
+    "invalid_image_id: Image-Id longer than 256 bytes; duplicate_image_id: the Image-Id was " +
+    "already used on this line.",
+);
+/** A rejection code. */
+export type RejectionCode = z.infer<typeof RejectionCodeSchema>;
+
+// Compile-time proof that every decoder code is a rejection code.
+const _decoderCodesAreRejectionCodes: RejectionCode = "empty" as ImageErrorCode;
+
+const timestamp = z.iso.datetime({ offset: true });
+
+const common = {
+  line: z.string().describe("Production line id."),
+  imageSeq: z.number().int().min(1).describe(
+    "Sequence of the image message in the line's image stream (tells duplicates apart).",
+  ),
+  capturedAt: timestamp.nullable().describe(
+    "The Captured-At header when present and valid RFC 3339, else null.",
+  ),
+  scoredAt: timestamp.describe("When the verdict was made (RFC 3339, UTC)."),
+};
+
+/** Verdict of an image scored by a published model version. */
+export const ScoredVerdictSchema = z.object({
+  status: z.literal("scored"),
+  imageId: z.string(),
+  ...common,
+  anomalous: z.boolean().describe("score > threshold."),
+  score: z.number().describe("Image score: maximum of the combined, map-normalised anomaly map."),
+  stScore: z.number().describe("Maximum of the normalised student-teacher map alone."),
+  aeScore: z.number().describe("Maximum of the normalised autoencoder map alone."),
+  threshold: z.number().describe("Threshold in force (see the threshold policy)."),
+  modelVersion: z.number().int().min(1),
+});
+
+/** Verdict of an image that arrived before the first model version existed. */
+export const WarmingUpVerdictSchema = z.object({
+  status: z.literal("warming_up"),
+  imageId: z.string(),
+  ...common,
+  anomalous: z.null(),
+  score: z.null(),
+  threshold: z.null(),
+  modelVersion: z.null(),
+});
+
+/** Verdict of an image the pipeline refused. */
+export const RejectedVerdictSchema = z.object({
+  status: z.literal("rejected"),
+  imageId: z.string().nullable().describe("Null when the Image-Id header was missing or empty."),
+  ...common,
+  anomalous: z.null(),
+  score: z.null(),
+  threshold: z.null(),
+  modelVersion: z.null(),
+  error: z.object({ code: RejectionCodeSchema, message: z.string() }),
+});
+
+/** One verdict per image message, published on `inspect.<line>.verdict`. */
+export const VerdictSchema = z.discriminatedUnion("status", [
+  ScoredVerdictSchema,
+  WarmingUpVerdictSchema,
+  RejectedVerdictSchema,
+]).meta({
+  title: "Verdict",
+  description: "One verdict per image message on inspect.<line>.image, published as JSON on " +
+    "inspect.<line>.verdict.",
+});
+/** A verdict. */
+export type Verdict = z.infer<typeof VerdictSchema>;
+/** A `scored` verdict. */
+export type ScoredVerdict = z.infer<typeof ScoredVerdictSchema>;
+/** A `warming_up` verdict. */
+export type WarmingUpVerdict = z.infer<typeof WarmingUpVerdictSchema>;
+/** A `rejected` verdict. */
+export type RejectedVerdict = z.infer<typeof RejectedVerdictSchema>;
+/** Every verdict status. */
+export type VerdictStatus = Verdict["status"];
+
+/** The verdict JSON Schema as committed in `src/bus/verdict.schema.json`. */
+export function verdictJsonSchema(): Record<string, unknown> {
+  // "input" leaves objects open (no additionalProperties: false), so consumers that validate
+  // keep working when a field is added.
+  return z.toJSONSchema(VerdictSchema, { io: "input" }) as Record<string, unknown>;
+}
+
+/** Path of the committed JSON Schema file. */
+export const VERDICT_SCHEMA_URL: URL = new URL("./verdict.schema.json", import.meta.url);
+
+/** What every verdict of one image message carries. */
+export interface VerdictContext {
+  /** Line id. */
+  line: string;
+  /** Stream sequence of the image message. */
+  imageSeq: number;
+  /** Valid Captured-At or null. */
+  capturedAt: string | null;
+}
+
+/** Builds a `rejected` verdict. */
+export function rejectedVerdict(
+  context: VerdictContext,
+  imageId: string | null,
+  code: RejectionCode,
+  message: string,
+  now: Date = new Date(),
+): RejectedVerdict {
+  return {
+    status: "rejected",
+    imageId,
+    ...context,
+    scoredAt: now.toISOString(),
+    anomalous: null,
+    score: null,
+    threshold: null,
+    modelVersion: null,
+    error: { code, message },
+  };
+}
+
+/** Builds a `warming_up` verdict. */
+export function warmingUpVerdict(
+  context: VerdictContext,
+  imageId: string,
+  now: Date = new Date(),
+): WarmingUpVerdict {
+  return {
+    status: "warming_up",
+    imageId,
+    ...context,
+    scoredAt: now.toISOString(),
+    anomalous: null,
+    score: null,
+    threshold: null,
+    modelVersion: null,
+  };
+}
+
+/** Scores of one image and the decision context they were judged in. */
+export interface ScoredFields {
+  /** Combined image score. */
+  score: number;
+  /** Student–teacher score. */
+  stScore: number;
+  /** Autoencoder score. */
+  aeScore: number;
+  /** Threshold in force. */
+  threshold: number;
+  /** Model version that scored it. */
+  modelVersion: number;
+}
+
+/** Builds a `scored` verdict; `anomalous` is `score > threshold`. */
+export function scoredVerdict(
+  context: VerdictContext,
+  imageId: string,
+  fields: ScoredFields,
+  now: Date = new Date(),
+): ScoredVerdict {
+  return {
+    status: "scored",
+    imageId,
+    ...context,
+    scoredAt: now.toISOString(),
+    anomalous: fields.score > fields.threshold,
+    ...fields,
+  };
+}
+
+/** Parses a verdict message body, throwing a zod error naming the bad field. */
+export function parseVerdict(bytes: Uint8Array): Verdict {
+  return VerdictSchema.parse(JSON.parse(new TextDecoder().decode(bytes)));
+}

@@ -1,0 +1,342 @@
+/**
+ * The detector: a frozen teacher, a PDN student with two heads (teacher-mimicking and
+ * autoencoder-mimicking halves of its output) and an autoencoder, trained step by step with
+ * AD² or its ablations, scored exactly like plain EfficientAD (AD² adds no inference cost).
+ *
+ * The losses live in `src/ad2` (pure tensor math); this class owns the variables, the
+ * optimiser and the normalisation statistics, and keeps every step free of tensor leaks.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import type { ModelConfig, TrainingConfig } from "../config/schema.ts";
+import {
+  aeMap,
+  ChannelStatsAccumulator,
+  combinedMap,
+  heatmaps,
+  imageScores,
+  type MapQuantiles,
+  mapQuantilesFrom,
+  normaliseFeatures,
+  normaliseMap,
+  sampleWeightedMeanSquare,
+  stDiscrepancy,
+  stMap,
+  studentTeacherLoss,
+} from "../ad2/mod.ts";
+import { createPdn, pdnForward, type PdnParams, pdnVariables } from "./pdn.ts";
+import {
+  autoencoderForward,
+  type AutoencoderParams,
+  autoencoderVariables,
+  createAutoencoder,
+} from "./autoencoder.ts";
+import { loadTeacher, type Teacher } from "./teacher.ts";
+
+/** What one training step did. Loss values are plain numbers, read after the step. */
+export interface TrainStepReport {
+  /** Step number after this step (1 for the first). */
+  step: number;
+  /** Loss terms: `total`, `st` (the student–teacher term of the method), `ae`, `stae`, and `nmfe`/`atdr`/`hard` where active. */
+  losses: Record<string, number>;
+  /** Batch indices ATDR down-weighted (empty for baseline and NMFE-only). */
+  outliers: number[];
+  /** Per-sample ATDR distance sums (Eq. 5), empty when ATDR is off. */
+  distanceSums: number[];
+}
+
+/** The verdict material for one image. */
+export interface ScoreReport {
+  /** Image score: maximum of the combined, normalised map. */
+  score: number;
+  /** Maximum of the normalised student–teacher map alone. */
+  stScore: number;
+  /** Maximum of the normalised autoencoder map alone. */
+  aeScore: number;
+}
+
+/** Teacher channel statistics from training images. */
+export interface TeacherStats {
+  /** Per-channel mean. */
+  mean: tf.Tensor1D;
+  /** Per-channel standard deviation. */
+  std: tf.Tensor1D;
+}
+
+/** A named trainable variable, as checkpoints store it. */
+export interface NamedVariable {
+  /** Stable name, e.g. `student/3`. */
+  name: string;
+  /** The variable itself. */
+  variable: tf.Variable;
+}
+
+/** Student–teacher + autoencoder anomaly detector trained with AD². */
+export class Detector {
+  /** Network configuration. */
+  readonly model: ModelConfig;
+  /** Loss and optimiser configuration. */
+  readonly training: TrainingConfig;
+  /** The frozen teacher. */
+  readonly teacher: Teacher;
+  /** Student PDN with `2 × teacher.channels` outputs. */
+  readonly student: PdnParams;
+  /** The autoencoder predicting teacher features. */
+  readonly autoencoder: AutoencoderParams;
+  #optimizer: tf.AdamOptimizer;
+  #teacherStats?: TeacherStats;
+  #quantiles?: MapQuantiles;
+  #step = 0;
+
+  private constructor(
+    model: ModelConfig,
+    training: TrainingConfig,
+    teacher: Teacher,
+  ) {
+    this.model = model;
+    this.training = training;
+    this.teacher = teacher;
+    const channels = teacher.channels;
+    this.student = createPdn(model.studentWidth, 2 * channels, model.seed);
+    this.autoencoder = createAutoencoder({
+      imageSize: model.imageSize,
+      outChannels: channels,
+      latent: model.aeLatent,
+      seed: model.seed + 1,
+    });
+    this.#optimizer = tf.train.adam(training.learningRate, 0.9, 0.999, 1e-8);
+  }
+
+  /** Builds a fresh detector (teacher loaded per `model.teacher`; students randomly initialised). */
+  static async create(model: ModelConfig, training: TrainingConfig): Promise<Detector> {
+    const teacher = await loadTeacher(model.teacher, model.imageSize);
+    return new Detector(model, training, teacher);
+  }
+
+  /** Training steps taken so far. */
+  get step(): number {
+    return this.#step;
+  }
+
+  /** Sets the step counter (used when restoring a checkpoint). */
+  set step(value: number) {
+    this.#step = value;
+  }
+
+  /** True once teacher statistics and map quantiles exist, i.e. scores mean something. */
+  get warm(): boolean {
+    return this.#teacherStats !== undefined && this.#quantiles !== undefined;
+  }
+
+  /** Teacher channel statistics, when fitted. */
+  get teacherStats(): TeacherStats | undefined {
+    return this.#teacherStats;
+  }
+
+  /** Map-normalisation quantiles, when fitted. */
+  get mapQuantiles(): MapQuantiles | undefined {
+    return this.#quantiles;
+  }
+
+  /** Every trainable variable with a stable name (student first, then autoencoder). */
+  namedVariables(): NamedVariable[] {
+    return [
+      ...pdnVariables(this.student).map((variable, i) => ({ name: `student/${i}`, variable })),
+      ...autoencoderVariables(this.autoencoder).map((variable, i) => ({
+        name: `autoencoder/${i}`,
+        variable,
+      })),
+    ];
+  }
+
+  /**
+   * Computes the teacher's per-channel mean and std over `batches` (NHWC images in [0,1]) and
+   * keeps them. Call once, before the first training step, with representative images.
+   */
+  fitTeacherStats(batches: Iterable<tf.Tensor4D>): void {
+    const accumulator = new ChannelStatsAccumulator();
+    for (const batch of batches) {
+      const features = this.teacher.extract(batch);
+      accumulator.add(features);
+      features.dispose();
+    }
+    if (accumulator.count === 0) throw new Error("fitTeacherStats: no images given");
+    this.setTeacherStats(accumulator.finish());
+  }
+
+  /** Replaces the teacher statistics (disposing the old ones). */
+  setTeacherStats(stats: TeacherStats): void {
+    this.#teacherStats?.mean.dispose();
+    this.#teacherStats?.std.dispose();
+    this.#teacherStats = { mean: tf.keep(stats.mean), std: tf.keep(stats.std) };
+  }
+
+  /** Replaces the map-normalisation quantiles. */
+  setMapQuantiles(quantiles: MapQuantiles): void {
+    this.#quantiles = { ...quantiles };
+  }
+
+  /**
+   * One optimiser step on `batch` (NHWC in [0,1], at least 2 images) with the configured
+   * method. The student learns the normalised teacher features (first half of its output)
+   * and the autoencoder's output (second half); the autoencoder learns the teacher.
+   */
+  trainStep(batch: tf.Tensor4D): TrainStepReport {
+    const stats = this.#requireTeacherStats();
+    const cfg = this.training;
+    const channels = this.teacher.channels;
+    let outliers: number[] = [];
+    let distanceSums: number[] = [];
+    const lossValues: Record<string, tf.Scalar> = {};
+    const variables = this.namedVariables().map((v) => v.variable);
+    tf.tidy(() => {
+      const target = this.#teacherFeatures(batch, stats);
+      const input = toNetworkInput(batch);
+      const { value, grads } = tf.variableGrads(() => {
+        const studentOut = pdnForward(this.student, input);
+        const [studentSt, studentAe] = tf.split(studentOut, [channels, channels], 3);
+        const discrepancy = stDiscrepancy(studentSt as tf.Tensor4D, target);
+        const st = studentTeacherLoss(
+          discrepancy,
+          // ATDR reads these features as plain numbers: no gradient flows through selection.
+          studentSt as tf.Tensor4D,
+          cfg.method,
+          {
+            pLarge: cfg.pLarge,
+            omegaLarge: cfg.omegaLarge,
+            pHard: cfg.pHard,
+            xi: cfg.xi,
+            metric: cfg.atdrDistance,
+          },
+        );
+        outliers = st.outliers;
+        distanceSums = st.distanceSums;
+        const aeOut = autoencoderForward(this.autoencoder, input, true);
+        const ae = sampleWeightedMeanSquare(target, aeOut);
+        const stae = sampleWeightedMeanSquare(aeOut, studentAe as tf.Tensor4D);
+        const total = st.loss.add(ae).add(stae) as tf.Scalar;
+        lossValues.st = tf.keep(st.loss);
+        lossValues.ae = tf.keep(ae);
+        lossValues.stae = tf.keep(stae);
+        for (const [name, part] of Object.entries(st.parts)) {
+          if (part) lossValues[name] = tf.keep(part);
+        }
+        return total;
+      }, variables);
+      lossValues.total = tf.keep(value);
+      // Adam with torch-style (L2) weight decay, as in the paper's §4.1 optimiser.
+      this.#optimizer.applyGradients(variables.map((variable) => {
+        const grad = grads[variable.name];
+        const tensor = cfg.weightDecay > 0 ? grad.add(variable.mul(cfg.weightDecay)) : grad;
+        return { name: variable.name, tensor };
+      }));
+    });
+    const losses: Record<string, number> = {};
+    for (const [name, tensor] of Object.entries(lossValues)) losses[name] = tensor.dataSync()[0];
+    // A part may be the very tensor of the loss (baseline: st === hard), so dispose once.
+    tf.dispose([...new Set(Object.values(lossValues))]);
+    this.#step += 1;
+    return { step: this.#step, losses, outliers, distanceSums };
+  }
+
+  /**
+   * Sets the map-normalisation quantiles from the maps of `batches` (recent training images):
+   * EfficientAD's 0.9 / 0.995 quantiles of the student–teacher and autoencoder maps.
+   */
+  fitMapNormalisation(batches: Iterable<tf.Tensor4D>): MapQuantiles {
+    const stats = this.#requireTeacherStats();
+    const stParts: tf.Tensor3D[] = [];
+    const aeParts: tf.Tensor3D[] = [];
+    for (const batch of batches) {
+      const [st, ae] = tf.tidy(() => this.#maps(batch, stats));
+      stParts.push(st);
+      aeParts.push(ae);
+    }
+    if (stParts.length === 0) throw new Error("fitMapNormalisation: no images given");
+    const st = tf.concat(stParts, 0);
+    const ae = tf.concat(aeParts, 0);
+    const quantiles = mapQuantilesFrom(
+      st,
+      ae,
+      this.training.mapQuantileA,
+      this.training.mapQuantileB,
+    );
+    tf.dispose([st, ae, ...stParts, ...aeParts]);
+    this.#quantiles = quantiles;
+    return quantiles;
+  }
+
+  /** Scores a batch (NHWC in [0,1]). Needs teacher statistics and map quantiles. */
+  score(batch: tf.Tensor4D): ScoreReport[] {
+    const stats = this.#requireTeacherStats();
+    const q = this.#requireQuantiles();
+    const [combined, st, ae] = tf.tidy(() => {
+      const [stRaw, aeRaw] = this.#maps(batch, stats);
+      return [
+        imageScores(combinedMap(stRaw, aeRaw, q)),
+        imageScores(normaliseMap(stRaw, q.stA, q.stB) as tf.Tensor3D),
+        imageScores(normaliseMap(aeRaw, q.aeA, q.aeB) as tf.Tensor3D),
+      ];
+    });
+    const [scores, stScores, aeScores] = [combined, st, ae].map((t) => Array.from(t.dataSync()));
+    tf.dispose([combined, st, ae]);
+    return scores.map((score, i) => ({ score, stScore: stScores[i], aeScore: aeScores[i] }));
+  }
+
+  /** Combined, normalised anomaly maps at input resolution, [b, S, S]; caller disposes. */
+  anomalyMaps(batch: tf.Tensor4D): tf.Tensor3D {
+    const stats = this.#requireTeacherStats();
+    const q = this.#requireQuantiles();
+    return tf.tidy(() => {
+      const [st, ae] = this.#maps(batch, stats);
+      return heatmaps(combinedMap(st, ae, q), this.model.imageSize);
+    });
+  }
+
+  /** Frees every tensor the detector holds, the teacher's too. */
+  dispose(): void {
+    for (const { variable } of this.namedVariables()) variable.dispose();
+    this.#teacherStats?.mean.dispose();
+    this.#teacherStats?.std.dispose();
+    this.#optimizer.dispose();
+    this.teacher.dispose();
+  }
+
+  /** Raw (unnormalised) student–teacher and autoencoder maps of a batch. */
+  #maps(batch: tf.Tensor4D, stats: TeacherStats): [tf.Tensor3D, tf.Tensor3D] {
+    const channels = this.teacher.channels;
+    const target = this.#teacherFeatures(batch, stats);
+    const input = toNetworkInput(batch);
+    const studentOut = pdnForward(this.student, input);
+    const [studentSt, studentAe] = tf.split(studentOut, [channels, channels], 3);
+    const aeOut = autoencoderForward(this.autoencoder, input, false);
+    return [
+      stMap(studentSt as tf.Tensor4D, target),
+      aeMap(studentAe as tf.Tensor4D, aeOut),
+    ];
+  }
+
+  #teacherFeatures(batch: tf.Tensor4D, stats: TeacherStats): tf.Tensor4D {
+    return normaliseFeatures(this.teacher.extract(batch), stats);
+  }
+
+  #requireTeacherStats(): TeacherStats {
+    if (!this.#teacherStats) {
+      throw new Error("teacher statistics are not fitted yet: call fitTeacherStats first");
+    }
+    return this.#teacherStats;
+  }
+
+  #requireQuantiles(): MapQuantiles {
+    if (!this.#quantiles) {
+      throw new Error("map normalisation is not fitted yet: call fitMapNormalisation first");
+    }
+    return this.#quantiles;
+  }
+}
+
+/** Students and autoencoder see images in [-1, 1], the range the teachers are trained on. */
+function toNetworkInput(batch: tf.Tensor4D): tf.Tensor4D {
+  return batch.mul(2).sub(1) as tf.Tensor4D;
+}

@@ -1,0 +1,140 @@
+/**
+ * Running a line's pipeline in this process: the chosen stages (each in its own Worker, or in
+ * this thread), one control service for the process, and a periodic progress line.
+ *
+ * @module
+ */
+import { connect, type NatsConnection, type Service } from "nats";
+import type { PipelineConfig } from "../config/schema.ts";
+import { type StageEndpoints, startControlService } from "../bus/control.ts";
+import { STAGE_NAMES, type StageName, type StageStatus } from "../stages/stage.ts";
+import { progressLine, type StatusSample } from "./progress.ts";
+import { type StageHandle, startLocalStage, startWorkerStage } from "./stage_host.ts";
+
+/** Options of {@link runPipeline}. */
+export interface RunPipelineOptions {
+  /** The line's configuration. */
+  config: PipelineConfig;
+  /** NATS server URL. */
+  natsUrl: string;
+  /** Stages to run (default: all three). */
+  stages?: readonly StageName[];
+  /** Run each stage in its own Worker (default true); false runs them in this thread. */
+  workers?: boolean;
+  /** Trainer checkpoints go to `<checkpointDir>/<line>` (default `data/checkpoints`). */
+  checkpointDir?: string;
+  /** Milliseconds between progress lines; 0 turns them off (default 10 000). */
+  progressIntervalMs?: number;
+  /** Where progress lines go (default `console.log`). */
+  log?: (line: string) => void;
+}
+
+/** A running pipeline. */
+export interface RunningPipeline {
+  /** Stages this process runs. */
+  readonly stages: readonly StageName[];
+  /** Status of each stage. */
+  status(): Promise<StageStatus[]>;
+  /** Handle of a stage (for tests and the CLI). */
+  stage(name: StageName): StageHandle | undefined;
+  /**
+   * Graceful stop: ingest first (no new work), then scorer and trainer finish and acknowledge
+   * what they hold, the trainer publishes and checkpoints; then the control service closes.
+   */
+  stop(): Promise<void>;
+  /** Rejects when a stage fails while running. */
+  readonly failure: Promise<never>;
+}
+
+/** Default checkpoint directory. */
+export const DEFAULT_CHECKPOINT_DIR = "data/checkpoints";
+
+/** Starts the pipeline; resolves once every stage runs and the control service answers. */
+export async function runPipeline(options: RunPipelineOptions): Promise<RunningPipeline> {
+  const { config, natsUrl } = options;
+  const names = STAGE_NAMES.filter((name) => (options.stages ?? STAGE_NAMES).includes(name));
+  if (names.length === 0) throw new Error("no stage to run");
+  const checkpointDir = options.checkpointDir ?? DEFAULT_CHECKPOINT_DIR;
+  const start = options.workers === false ? startLocalStage : startWorkerStage;
+  const log = options.log ?? ((line: string) => console.log(line));
+
+  const handles = new Map<StageName, StageHandle>();
+  let control: { connection: NatsConnection; service: Service } | undefined;
+  const stopAll = async () => {
+    // Ingest first, so scorer and trainer see no new work while they finish.
+    const first = await Promise.allSettled([handles.get("ingest")?.stop()]);
+    const rest = await Promise.allSettled([...handles.values()].map((handle) => handle.stop()));
+    if (control) {
+      await control.service.stop();
+      await control.connection.drain();
+    }
+    const errors = [...first, ...rest].flatMap((r) => r.status === "rejected" ? [r.reason] : []);
+    if (errors.length > 0) {
+      throw new AggregateError(errors, `stopping failed: ${errors.map(String).join("; ")}`);
+    }
+  };
+  try {
+    // Sequential starts: each stage creates or updates the line's streams idempotently.
+    for (const stage of names) {
+      handles.set(stage, await start({ stage, config, checkpointDir }, natsUrl));
+    }
+    const connection = await connect({
+      servers: natsUrl,
+      name: `inspect-${config.line}-control`,
+      maxReconnectAttempts: -1,
+    });
+    const endpoints: Record<string, StageEndpoints> = {};
+    for (const [name, handle] of handles) {
+      endpoints[name] = name === "trainer"
+        ? {
+          status: () => handle.status(),
+          pause: () => handle.pause(),
+          resume: () => handle.resume(),
+          snapshot: () => handle.snapshot(),
+        }
+        : { status: () => handle.status() };
+    }
+    control = {
+      connection,
+      service: await startControlService(connection, config.line, endpoints),
+    };
+  } catch (error) {
+    await stopAll().catch(() => undefined);
+    throw error;
+  }
+
+  const status = () => Promise.all([...handles.values()].map((handle) => handle.status()));
+  const sample = async (): Promise<StatusSample> => {
+    const statuses = await status();
+    return {
+      atMs: performance.now(),
+      stages: Object.fromEntries(statuses.map((s) => [s.stage, s])),
+    };
+  };
+  let previous: StatusSample | undefined;
+  const interval = options.progressIntervalMs ?? 10_000;
+  const timer = interval > 0
+    ? setInterval(() => {
+      sample().then((current) => {
+        if (previous) log(progressLine(config.line, previous, current));
+        previous = current;
+      }).catch(() => undefined); // a stage busy stopping: skip this line
+    }, interval)
+    : undefined;
+  if (interval > 0) previous = await sample();
+
+  let stopping: Promise<void> | undefined;
+  return {
+    stages: names,
+    status,
+    stage: (name) => handles.get(name),
+    stop() {
+      stopping ??= (async () => {
+        if (timer !== undefined) clearInterval(timer);
+        await stopAll();
+      })();
+      return stopping;
+    },
+    failure: Promise.race([...handles.values()].map((handle) => handle.failure)),
+  };
+}

@@ -1,0 +1,179 @@
+/**
+ * Hosting a stage: in this thread (a process running one stage) or in its own Deno Worker
+ * (the `run` command), behind one interface. A Worker has its own event loop and its own
+ * tfjs wasm instance, so training never blocks scoring and the two use both cores.
+ *
+ * @module
+ */
+import { connect, type NatsConnection } from "nats";
+import type { PipelineStage, SnapshotReport, StageName, StageStatus } from "../stages/stage.ts";
+import { createStage, stageClientName, type StageSetup } from "./stage_factory.ts";
+
+/** A started stage, wherever it runs. */
+export interface StageHandle {
+  /** Which stage. */
+  readonly name: StageName;
+  /** Its status. */
+  status(): Promise<StageStatus>;
+  /** Pause training (trainer). */
+  pause(): Promise<StageStatus>;
+  /** Resume training (trainer). */
+  resume(): Promise<StageStatus>;
+  /** Publish a version and save a checkpoint (trainer). */
+  snapshot(): Promise<SnapshotReport>;
+  /** Graceful stop: finish and acknowledge work in hand, save state, close its connection. */
+  stop(): Promise<void>;
+  /** Rejects if the stage fails after starting. */
+  readonly failure: Promise<never>;
+}
+
+/** Methods a host forwards to the stage. */
+export type StageMethod = "status" | "pause" | "resume" | "snapshot" | "stop";
+
+/** Messages from host to Worker. */
+export type ToWorker =
+  | { type: "init"; setup: StageSetup; natsUrl: string }
+  | { type: "call"; id: number; method: StageMethod };
+
+/** Messages from Worker to host. */
+export type FromWorker =
+  | { type: "ready" }
+  | { type: "failed"; error: string }
+  | { type: "result"; id: number; ok: true; value: unknown }
+  | { type: "result"; id: number; ok: false; error: string };
+
+/** Connects a stage's own NATS client (reconnecting forever once connected). */
+export async function connectStage(setup: StageSetup, natsUrl: string): Promise<NatsConnection> {
+  try {
+    return await connect({
+      servers: natsUrl,
+      name: stageClientName(setup),
+      maxReconnectAttempts: -1,
+    });
+  } catch (error) {
+    throw new Error(`cannot connect to NATS at ${natsUrl}: ${(error as Error).message}`);
+  }
+}
+
+/** Calls `method` on a stage, failing clearly when the stage lacks it. */
+export async function callStage(
+  stage: PipelineStage,
+  method: StageMethod,
+): Promise<unknown> {
+  const fn = stage[method] as ((this: PipelineStage) => Promise<unknown>) | undefined;
+  if (!fn) throw new Error(`the ${stage.name} stage has no ${method} action`);
+  return await fn.call(stage);
+}
+
+/** Starts a stage in this thread. */
+export async function startLocalStage(setup: StageSetup, natsUrl: string): Promise<StageHandle> {
+  const connection = await connectStage(setup, natsUrl);
+  const stage = await createStage(setup, connection);
+  try {
+    await stage.start();
+  } catch (error) {
+    await connection.close();
+    throw error;
+  }
+  let stopping: Promise<void> | undefined;
+  // A closed connection is a failure unless we closed it ourselves.
+  const failure = connection.closed().then((error) => {
+    if (stopping) return new Promise<never>(() => {});
+    throw error ?? new Error(`${setup.stage}: NATS connection closed`);
+  });
+  failure.catch(() => undefined);
+  return {
+    name: setup.stage,
+    status: () => stage.status(),
+    pause: () => callStage(stage, "pause") as Promise<StageStatus>,
+    resume: () => callStage(stage, "resume") as Promise<StageStatus>,
+    snapshot: () => callStage(stage, "snapshot") as Promise<SnapshotReport>,
+    stop() {
+      stopping ??= (async () => {
+        try {
+          await stage.stop();
+        } finally {
+          await connection.drain();
+        }
+      })();
+      return stopping;
+    },
+    failure,
+  };
+}
+
+/** Starts a stage in a new Worker; resolves once it has started. */
+export async function startWorkerStage(setup: StageSetup, natsUrl: string): Promise<StageHandle> {
+  const worker = new Worker(new URL("./stage_worker.ts", import.meta.url).href, {
+    type: "module",
+    name: `${setup.config.line}/${setup.stage}`,
+  });
+  const calls = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  let nextId = 1;
+  let rejectFailure!: (error: Error) => void;
+  const failure = new Promise<never>((_, reject) => (rejectFailure = reject));
+  failure.catch(() => undefined);
+  let resolveReady!: () => void;
+  let rejectReady!: (error: Error) => void;
+  const ready = new Promise<void>((resolve, reject) => {
+    resolveReady = resolve;
+    rejectReady = reject;
+  });
+  let terminated = false;
+  const fail = (error: Error) => {
+    rejectReady(error);
+    for (const call of calls.values()) call.reject(error);
+    calls.clear();
+    if (!terminated) rejectFailure(error);
+  };
+  worker.onmessage = (event: MessageEvent<FromWorker>) => {
+    const message = event.data;
+    if (message.type === "ready") resolveReady();
+    else if (message.type === "failed") fail(new Error(`${setup.stage}: ${message.error}`));
+    else {
+      const call = calls.get(message.id);
+      calls.delete(message.id);
+      if (message.ok) call?.resolve(message.value);
+      else call?.reject(new Error(message.error));
+    }
+  };
+  worker.onerror = (event: ErrorEvent) => {
+    event.preventDefault();
+    fail(new Error(`${setup.stage} worker crashed: ${event.message}`));
+  };
+  const call = (method: StageMethod) =>
+    new Promise<unknown>((resolve, reject) => {
+      if (terminated) return reject(new Error(`${setup.stage} stage is stopped`));
+      const id = nextId++;
+      calls.set(id, { resolve, reject });
+      worker.postMessage({ type: "call", id, method } satisfies ToWorker);
+    });
+  worker.postMessage({ type: "init", setup, natsUrl } satisfies ToWorker);
+  try {
+    await ready;
+  } catch (error) {
+    terminated = true;
+    worker.terminate();
+    throw error;
+  }
+  let stopping: Promise<void> | undefined;
+  return {
+    name: setup.stage,
+    status: () => call("status") as Promise<StageStatus>,
+    pause: () => call("pause") as Promise<StageStatus>,
+    resume: () => call("resume") as Promise<StageStatus>,
+    snapshot: () => call("snapshot") as Promise<SnapshotReport>,
+    stop() {
+      stopping ??= (async () => {
+        try {
+          await call("stop");
+        } finally {
+          terminated = true;
+          worker.terminate();
+        }
+      })();
+      return stopping;
+    },
+    failure,
+  };
+}

@@ -1,0 +1,332 @@
+/**
+ * Trainer: samples the line's decoded images into a bounded buffer and trains the detector
+ * online with AD², one batch at a time, publishing a model version to the object store every
+ * N steps or T seconds once warm-up is over. ATDR-down-weighted images are reported on the
+ * training subject and dropped from the buffer, so they are neither replayed nor used for the
+ * map normalisation. A restarted trainer resumes from the line's current version.
+ *
+ * Training is synchronous compute; between steps the loop yields so NATS callbacks keep
+ * filling the buffer and control requests are answered.
+ *
+ * @module
+ */
+import type {
+  ConsumerMessages,
+  JetStreamClient,
+  JetStreamManager,
+  JsMsg,
+  NatsConnection,
+} from "nats";
+import type { PipelineConfig } from "../config/schema.ts";
+import { decodeDecodedImage } from "../bus/decoded_image.ts";
+import { ModelStore, type ModelVersionRecord } from "../bus/model_store.ts";
+import { publishTrainingEvent } from "../bus/publishers.ts";
+import { consumerBacklog, ensureDurableConsumer, ensureLineStreams } from "../bus/streams.ts";
+import { TRAINER_CONSUMER } from "../bus/subjects.ts";
+import { ImageBuffer } from "./image_buffer.ts";
+import {
+  createDetector,
+  type Detector,
+  detectorFromBlob,
+  detectorToBlob,
+  imageBatches,
+  imagesToBatch,
+  liveTensors,
+  saveDetector,
+  useBackend,
+} from "./model_port.ts";
+import {
+  errorText,
+  type PipelineStage,
+  type SnapshotReport,
+  type StageLog,
+  type StageName,
+  type StageStatus,
+} from "./stage.ts";
+import { Wakeup, yieldToEventLoop } from "./wakeup.ts";
+
+/** Options of {@link TrainerStage}. */
+export interface TrainerStageOptions {
+  /** Open connection (the stage does not close it). */
+  connection: NatsConnection;
+  /** The line's configuration. */
+  config: PipelineConfig;
+  /** Checkpoints go to `<checkpointDir>/<line>` on stop and snapshot. */
+  checkpointDir: string;
+  /** Where progress and problems go. */
+  log: StageLog;
+}
+
+/** Longest idle sleep of the training loop, so time-based publication is not late. */
+const IDLE_WAIT_MS = 250;
+
+/** The trainer stage of one line. */
+export class TrainerStage implements PipelineStage {
+  /** Stage name. */
+  readonly name: StageName = "trainer";
+  readonly #nc: NatsConnection;
+  readonly #config: PipelineConfig;
+  readonly #checkpointDir: string;
+  readonly #log: StageLog;
+  readonly #buffer: ImageBuffer;
+  readonly #wakeup = new Wakeup();
+  #js?: JetStreamClient;
+  #jsm?: JetStreamManager;
+  #models?: ModelStore;
+  #detector?: Detector;
+  #messages?: ConsumerMessages;
+  #loop?: Promise<void>;
+  #stopping = false;
+  #paused = false;
+  #published: { version: number; step: number; at: number } | null = null;
+  #publishLock: Promise<unknown> = Promise.resolve();
+  #imagesIn = 0;
+  #imagesTrained = 0;
+  #downWeighted = 0;
+  #unreadable = 0;
+  #lastLoss: number | null = null;
+
+  /** Creates the stage; {@link start} loads or creates the model and starts training. */
+  constructor(options: TrainerStageOptions) {
+    this.#nc = options.connection;
+    this.#config = options.config;
+    this.#checkpointDir = options.checkpointDir;
+    this.#log = options.log;
+    this.#buffer = new ImageBuffer(options.config.trainer.bufferSize, options.config.trainer.seed);
+  }
+
+  /** Resumes from the current version (or starts fresh), then consumes and trains. */
+  async start(): Promise<void> {
+    const { line, streams, model } = this.#config;
+    await useBackend(model.backend);
+    this.#jsm = await this.#nc.jetstreamManager();
+    this.#js = this.#nc.jetstream();
+    await ensureLineStreams(this.#jsm, line, streams);
+    const stream = await ensureDurableConsumer(this.#jsm, line, TRAINER_CONSUMER);
+    this.#models = await ModelStore.open(this.#js, line);
+    this.#detector = await this.#resumeOrCreate(await this.#models.current());
+    const consumer = await this.#js.consumers.get(stream, TRAINER_CONSUMER);
+    this.#messages = await consumer.consume({
+      max_messages: 64,
+      callback: (message) => this.#receive(message),
+    });
+    this.#loop = this.#trainLoop();
+  }
+
+  async #resumeOrCreate(current: ModelVersionRecord | null): Promise<Detector> {
+    const { model, training, line } = this.#config;
+    if (current) {
+      const blob = await this.#models!.fetch(current);
+      if (blob) {
+        const detector = await detectorFromBlob(blob, `line ${line} model v${current.version}`);
+        if (JSON.stringify(detector.model) === JSON.stringify(model)) {
+          this.#published = { version: current.version, step: current.step, at: Date.now() };
+          this.#log.info(`resumed from model v${current.version} at step ${detector.step}`);
+          return detector;
+        }
+        detector.dispose();
+        this.#log.warn(
+          `model v${current.version} was trained with another model configuration; ` +
+            "starting a fresh model (versions keep counting)",
+        );
+      } else {
+        this.#log.warn(`model v${current.version} is no longer stored; starting a fresh model`);
+      }
+    }
+    return await createDetector(model, training);
+  }
+
+  #receive(message: JsMsg): void {
+    this.#imagesIn++;
+    try {
+      const image = decodeDecodedImage(message.data, message.headers, this.#config.model.imageSize);
+      this.#buffer.add(image.imageId, image.pixels);
+      this.#wakeup.notify();
+    } catch (error) {
+      this.#unreadable++;
+      this.#log.warn(`skipping decoded message ${message.seq}: ${errorText(error)}`);
+    }
+  }
+
+  async #trainLoop(): Promise<void> {
+    while (!this.#stopping) {
+      let worked = false;
+      try {
+        worked = !this.#paused && await this.#tick();
+        if (!this.#paused) await this.#publishIfDue();
+      } catch (error) {
+        this.#log.warn(`training step failed: ${errorText(error)}`);
+      }
+      if (worked) await yieldToEventLoop();
+      else await this.#wakeup.wait(IDLE_WAIT_MS);
+    }
+  }
+
+  /** One unit of work: fit teacher statistics, or one training step. False when idle. */
+  async #tick(): Promise<boolean> {
+    const detector = this.#detector!;
+    const { batchSize } = this.#config.training;
+    const size = this.#config.model.imageSize;
+    if (!detector.teacherStats) {
+      const needed = Math.max(
+        batchSize,
+        Math.min(this.#config.trainer.statsImages, this.#buffer.capacity),
+      );
+      if (this.#buffer.size < needed) return false;
+      const images = this.#buffer.recent(needed).map((image) => image.pixels);
+      detector.fitTeacherStats(imageBatches(images, size, batchSize));
+      this.#log.info(`teacher statistics fitted on ${images.length} images`);
+      return true;
+    }
+    const batch = this.#buffer.takeBatch(batchSize);
+    if (!batch) return false;
+    const tensor = imagesToBatch(batch.map((image) => image.pixels), size);
+    let report;
+    try {
+      report = detector.trainStep(tensor);
+    } finally {
+      tensor.dispose();
+    }
+    this.#imagesTrained += batch.filter((image) => image.trained === 1).length;
+    this.#lastLoss = report.losses.total ?? null;
+    const downWeighted = report.outliers.map((index) => batch[index].imageId);
+    this.#downWeighted += this.#buffer.remove(downWeighted);
+    await publishTrainingEvent(this.#js!, {
+      line: this.#config.line,
+      step: report.step,
+      losses: report.losses,
+      batch: batch.map((image) => image.imageId),
+      downWeighted,
+      modelVersion: this.#published?.version ?? null,
+      at: new Date().toISOString(),
+    });
+    return true;
+  }
+
+  /** Publishes when warm-up is over and N steps or T seconds passed since the last version. */
+  async #publishIfDue(): Promise<void> {
+    const detector = this.#detector!;
+    const { warmupSteps, publishEverySteps, publishEverySeconds } = this.#config.trainer;
+    if (detector.step < warmupSteps) return;
+    const last = this.#published;
+    const due = !last ||
+      (detector.step > last.step &&
+        (detector.step - last.step >= publishEverySteps ||
+          Date.now() - last.at >= publishEverySeconds * 1000));
+    if (due) await this.#publish();
+  }
+
+  /** Fits the map normalisation on recent buffered images and publishes a version. */
+  #publish(): Promise<number> {
+    const run = async () => {
+      const detector = this.#detector!;
+      const { batchSize } = this.#config.training;
+      const size = this.#config.model.imageSize;
+      const recent = this.#buffer.recent(this.#config.trainer.normalisationImages);
+      if (recent.length === 0) throw new Error("no buffered images to fit the normalisation on");
+      detector.fitMapNormalisation(imageBatches(recent.map((i) => i.pixels), size, batchSize));
+      const step = detector.step;
+      const nextVersion = (this.#published?.version ?? 0) + 1;
+      const blob = detectorToBlob(detector, `${this.#config.line} v${nextVersion}`);
+      const record = await this.#models!.publish(blob, { step, imageSize: size });
+      this.#published = { version: record.version, step, at: Date.now() };
+      this.#log.info(
+        `published model v${record.version} (step ${step}, ${(blob.length / 1024).toFixed(0)} KiB)`,
+      );
+      await this.#models!.prune(this.#config.trainer.keepVersions).catch((error) =>
+        this.#log.warn(`pruning old versions failed: ${errorText(error)}`)
+      );
+      return record.version;
+    };
+    const next = this.#publishLock.then(run, run);
+    this.#publishLock = next.catch(() => undefined);
+    return next;
+  }
+
+  async #saveCheckpoint(): Promise<string | null> {
+    const detector = this.#detector;
+    if (!detector || detector.step === 0) return null;
+    const dir = `${this.#checkpointDir}/${this.#config.line}`;
+    const label = this.#published ? `v${this.#published.version}` : `step ${detector.step}`;
+    await saveDetector(detector, dir, label);
+    return dir;
+  }
+
+  /** Publishes a version now (after warm-up) and saves a checkpoint. */
+  async snapshot(): Promise<SnapshotReport> {
+    const detector = this.#detector;
+    if (!detector) throw new Error("trainer is not started");
+    let modelVersion: number | null = this.#published?.version ?? null;
+    if (detector.step >= this.#config.trainer.warmupSteps && detector.step > 0) {
+      modelVersion = this.#published?.step === detector.step
+        ? this.#published.version
+        : await this.#publish();
+    }
+    return { step: detector.step, modelVersion, checkpoint: await this.#saveCheckpoint() };
+  }
+
+  /** Stops training (the buffer keeps filling). */
+  pause(): Promise<StageStatus> {
+    this.#paused = true;
+    return this.status();
+  }
+
+  /** Resumes training. */
+  resume(): Promise<StageStatus> {
+    this.#paused = false;
+    this.#wakeup.notify();
+    return this.status();
+  }
+
+  /** Images seen, steps, loss, published version, backlog. */
+  async status(): Promise<StageStatus> {
+    const step = this.#detector?.step ?? 0;
+    return {
+      stage: this.name,
+      line: this.#config.line,
+      imagesIn: this.#imagesIn,
+      imagesOut: this.#imagesTrained,
+      backlog: this.#jsm
+        ? await consumerBacklog(this.#jsm, this.#config.line, TRAINER_CONSUMER).catch(() => null)
+        : null,
+      step,
+      loss: this.#lastLoss,
+      modelVersion: this.#published?.version ?? null,
+      warm: this.#published !== null,
+      paused: this.#paused,
+      details: {
+        buffered: this.#buffer.size,
+        bufferedUntrained: this.#buffer.untrained,
+        skippedUntrained: this.#buffer.skipped,
+        downWeighted: this.#downWeighted,
+        unreadable: this.#unreadable,
+        warmupSteps: this.#config.trainer.warmupSteps,
+        tensors: liveTensors(),
+      },
+    };
+  }
+
+  /**
+   * Stops consuming, finishes the step in hand, publishes a last version when steps were
+   * taken since the previous one (after warm-up), saves a checkpoint and frees the model.
+   */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    this.#wakeup.notify();
+    await this.#messages?.close();
+    await this.#loop;
+    const detector = this.#detector;
+    if (!detector) return;
+    try {
+      const { warmupSteps } = this.#config.trainer;
+      if (detector.step >= warmupSteps && detector.step > (this.#published?.step ?? 0)) {
+        await this.#publish();
+      }
+      const dir = await this.#saveCheckpoint();
+      if (dir) this.#log.info(`checkpoint saved to ${dir}`);
+    } finally {
+      detector.dispose();
+      this.#detector = undefined;
+    }
+  }
+}

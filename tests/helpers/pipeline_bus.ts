@@ -1,0 +1,75 @@
+/**
+ * Test helpers for the pipeline: publishing images as a camera does and reading back what the
+ * pipeline stored in its JetStream streams.
+ *
+ * @module
+ */
+import { headers, type JetStreamManager, type NatsConnection } from "nats";
+import { CAPTURED_AT_HEADER, IMAGE_ID_HEADER, imageSubject } from "../../src/bus/subjects.ts";
+
+/** Publishes one image with plain core NATS, as cameras do. */
+export function publishImage(
+  nc: NatsConnection,
+  line: string,
+  imageId: string | null,
+  payload: Uint8Array,
+  capturedAt?: string,
+): void {
+  const h = headers();
+  if (imageId !== null) h.set(IMAGE_ID_HEADER, imageId);
+  if (capturedAt) h.set(CAPTURED_AT_HEADER, capturedAt);
+  nc.publish(imageSubject(line), payload, { headers: h });
+}
+
+/** Waits until `stream` holds at least `count` messages; throws after `timeoutMs`. */
+export async function waitForStreamCount(
+  jsm: JetStreamManager,
+  stream: string,
+  count: number,
+  timeoutMs: number,
+): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  let last = 0;
+  while (Date.now() < deadline) {
+    try {
+      last = (await jsm.streams.info(stream)).state.messages;
+    } catch {
+      last = 0; // not created yet
+    }
+    if (last >= count) return last;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`${stream} holds ${last} messages after ${timeoutMs} ms, expected ${count}`);
+}
+
+/** Waits until `predicate` holds (polled every 100 ms); throws with `what` after `timeoutMs`. */
+export async function waitUntil(
+  predicate: () => Promise<boolean> | boolean,
+  timeoutMs: number,
+  what: string,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await predicate()) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+/** Every message stored in `stream`, in order (payload and headers). */
+export async function readStreamMessages(
+  jsm: JetStreamManager,
+  stream: string,
+): Promise<{ seq: number; data: Uint8Array; headers?: Map<string, string> }[]> {
+  const info = await jsm.streams.info(stream);
+  const out: { seq: number; data: Uint8Array; headers?: Map<string, string> }[] = [];
+  for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages; seq++) {
+    const stored = await jsm.streams.getMessage(stream, { seq }).catch(() => null);
+    if (!stored) continue;
+    const hdrs = stored.header
+      ? new Map([...stored.header.keys()].map((k) => [k, stored.header.get(k)]))
+      : undefined;
+    out.push({ seq, data: stored.data, headers: hdrs });
+  }
+  return out;
+}

@@ -1,0 +1,108 @@
+import { strict as assert } from "node:assert";
+import { ThresholdPolicySchema } from "../src/config/schema.ts";
+import { ImageBuffer } from "../src/stages/image_buffer.ts";
+import { ScoreWindow } from "../src/stages/threshold.ts";
+import { bytesToPixels, pixelsToBytes } from "../src/bus/decoded_image.ts";
+import { progressLine } from "../src/pipeline/progress.ts";
+import type { StageStatus } from "../src/stages/stage.ts";
+
+const pixels = (value: number) => new Float32Array(3).fill(value);
+
+Deno.test("threshold never flags a whole defect-free line, and bounds the flagged share", () => {
+  const window = new ScoreWindow(
+    ThresholdPolicySchema.parse({ targetFalseAlarmRate: 0.05, window: 200, floor: 0 }),
+  );
+  // Identical scores: nothing is strictly above the quantile.
+  window.add(new Array(100).fill(0.3));
+  assert.equal(window.threshold(), 0.3);
+  // A smooth spread: at most 5 % of the window lies above the threshold.
+  const fresh = new ScoreWindow(window.policy);
+  const scores = Array.from({ length: 200 }, (_, i) => i / 200);
+  fresh.add(scores);
+  const flagged = scores.filter((s) => s > fresh.threshold()).length;
+  assert.ok(flagged <= 10, `flagged ${flagged} of 200`);
+  assert.ok(flagged >= 9, `flagged ${flagged} of 200 (the quantile is not the max)`);
+  // Fewer than 1/rate scores: the quantile is the maximum, nothing is flagged.
+  const small = new ScoreWindow(window.policy);
+  small.add([0.1, 0.9, 0.2]);
+  assert.equal(small.threshold(), 0.9);
+});
+
+Deno.test("threshold floor and window length", () => {
+  const window = new ScoreWindow(
+    ThresholdPolicySchema.parse({ targetFalseAlarmRate: 0.5, window: 10, floor: 0.25 }),
+  );
+  assert.equal(window.threshold(), 0.25);
+  window.add([0.01, 0.02, 0.03, 0.04]);
+  assert.equal(window.threshold(), 0.25, "floor wins over low scores");
+  window.add(Array.from({ length: 10 }, (_, i) => 1 + i)); // pushes the small ones out
+  assert.equal(window.size, 10);
+  assert.equal(window.threshold(), 5, "median (nearest rank) of 1..10");
+  window.add([NaN, Infinity]);
+  assert.equal(window.size, 10, "non-finite scores are ignored");
+});
+
+Deno.test("image buffer: newest untrained first, replay top-up, eviction, outlier removal", () => {
+  const buffer = new ImageBuffer(6, 1);
+  assert.equal(buffer.takeBatch(2), null, "empty");
+  for (let i = 0; i < 4; i++) buffer.add(`i${i}`, pixels(i));
+  const first = buffer.takeBatch(3)!;
+  assert.deepEqual(first.map((b) => b.imageId), ["i1", "i2", "i3"]);
+  // One untrained left: it comes first, the rest are replays.
+  const second = buffer.takeBatch(3)!;
+  assert.equal(second[0].imageId, "i0");
+  assert.equal(new Set(second.map((b) => b.imageId)).size, 3);
+  assert.equal(buffer.takeBatch(3), null, "no new image: no step");
+  for (let i = 4; i < 10; i++) buffer.add(`i${i}`, pixels(i));
+  assert.equal(buffer.size, 6);
+  assert.deepEqual(buffer.recent(2).map((b) => b.imageId), ["i8", "i9"]);
+  assert.equal(buffer.skipped, 0, "i0..i3 were trained before eviction");
+  buffer.add("i10", pixels(10)); // evicts the untrained i4
+  assert.equal(buffer.skipped, 1);
+  assert.equal(buffer.remove(["i9", "i10", "nope"]), 2);
+  assert.deepEqual(buffer.recent(10).map((b) => b.imageId), ["i5", "i6", "i7", "i8"]);
+});
+
+Deno.test("decoded image bytes round-trip the decoder's values exactly", () => {
+  const original = new Float32Array(256);
+  for (let i = 0; i < 256; i++) original[i] = i / 255;
+  assert.deepEqual(bytesToPixels(pixelsToBytes(original)), original);
+});
+
+Deno.test("progress line reports rates, step, loss, version and backlog", () => {
+  const status = (stage: StageStatus["stage"], extra: Partial<StageStatus>): StageStatus => ({
+    stage,
+    line: "demo",
+    imagesIn: 0,
+    imagesOut: 0,
+    backlog: 0,
+    step: null,
+    loss: null,
+    modelVersion: null,
+    warm: false,
+    paused: false,
+    details: {},
+    ...extra,
+  });
+  const before = {
+    atMs: 0,
+    stages: {
+      ingest: status("ingest", { imagesIn: 10, details: { rejected: 1 } }),
+      trainer: status("trainer", { step: 5 }),
+      scorer: status("scorer", { imagesOut: 8 }),
+    },
+  };
+  const after = {
+    atMs: 2000,
+    stages: {
+      ingest: status("ingest", { imagesIn: 30, backlog: 3, details: { rejected: 1 } }),
+      trainer: status("trainer", { step: 9, loss: 0.125, modelVersion: 2, warm: true }),
+      scorer: status("scorer", { imagesOut: 26, modelVersion: 2 }),
+    },
+  };
+  assert.equal(
+    progressLine("demo", before, after),
+    "[demo] in 10.0/s | out 9.0/s | step 9 loss 0.1250 model v2 | scoring with v2 | " +
+      "backlog ingest 3, trainer 0, scorer 0",
+  );
+});
