@@ -30,6 +30,10 @@ export const COMMANDS: Record<string, CommandEntry> = {
     summary: "publish a fixture stream as a camera would, to see verdicts within a minute",
     load: async () => (await import("./simulate.ts")).simulateCommand,
   },
+  verdicts: {
+    summary: "follow a line's verdicts, one line each",
+    load: async () => (await import("./verdicts.ts")).verdictsCommand,
+  },
   train: {
     summary: "train a detector offline on a directory of images and save a checkpoint",
     load: async () => (await import("./train.ts")).trainCommand,

@@ -1,0 +1,90 @@
+/**
+ * `main.ts verdicts`: follows a line's verdicts, one line each, as a person on the line (or a
+ * shell script) wants to see them.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { assertLineName, verdictSubject } from "../bus/subjects.ts";
+import {
+  connectNats,
+  natsUrl,
+  positiveInteger,
+  runCommand,
+  UsageError,
+} from "../streams/cli_support.ts";
+
+const HELP = `usage: main.ts verdicts --line LINE [--json] [--count N] [--server URL]
+
+Prints the verdicts published on inspect.LINE.verdict as they arrive, until Ctrl-C or N verdicts.
+
+options:
+  --line LINE    the line to follow (default demo)
+  --json         print each verdict's JSON as published instead of a summary line
+  --count N      stop after N verdicts
+  --server URL   NATS server (default: NATS_URL or nats://127.0.0.1:4222)
+  --help         this text`;
+
+/** Entry point of `main.ts verdicts`. */
+export function verdictsCommand(args: string[]): Promise<number> {
+  return runCommand("verdicts", async () => {
+    const { values } = parseArgs({
+      args,
+      options: {
+        line: { type: "string", default: "demo" },
+        json: { type: "boolean", default: false },
+        count: { type: "string" },
+        server: { type: "string" },
+        help: { type: "boolean", default: false },
+      },
+      strict: true,
+    });
+    if (values.help) {
+      console.log(HELP);
+      return 0;
+    }
+    try {
+      assertLineName(values.line);
+    } catch (error) {
+      throw new UsageError((error as Error).message);
+    }
+    const limit = values.count === undefined ? undefined : positiveInteger("--count", values.count);
+    const connection = await connectNats(natsUrl(values.server), "inspect-verdicts");
+    const subscription = connection.subscribe(verdictSubject(values.line), { max: limit });
+    const stop = () => subscription.unsubscribe();
+    Deno.addSignalListener("SIGINT", stop);
+    try {
+      for await (const message of subscription) {
+        const text = new TextDecoder().decode(message.data);
+        console.log(values.json ? text : summarise(text));
+      }
+    } finally {
+      Deno.removeSignalListener("SIGINT", stop);
+      await connection.close();
+    }
+    return 0;
+  });
+}
+
+/** `id  status  score/threshold  flag` — or the raw text if it is not a verdict. */
+export function summarise(text: string): string {
+  let verdict: Record<string, unknown>;
+  try {
+    verdict = JSON.parse(text);
+  } catch {
+    return text;
+  }
+  const id = String(verdict.imageId ?? `(seq ${verdict.imageSeq})`);
+  const status = String(verdict.status);
+  if (status === "scored") {
+    const score = Number(verdict.score).toFixed(3);
+    const threshold = Number(verdict.threshold).toFixed(3);
+    const flag = verdict.anomalous ? "ANOMALOUS" : "ok";
+    return `${id}  scored  ${score} / ${threshold}  ${flag}  (model v${verdict.modelVersion})`;
+  }
+  if (status === "rejected") {
+    const error = verdict.error as { code?: string; message?: string } | undefined;
+    return `${id}  rejected  ${error?.code}: ${error?.message}`;
+  }
+  return `${id}  ${status}`;
+}
