@@ -2,6 +2,7 @@ import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
 import { initBackend } from "../src/model/backend.ts";
 import {
+  avgPoolPadded,
   createPdn,
   PDN_WIDTHS,
   pdnForward,
@@ -86,4 +87,51 @@ Deno.test("PDN avg-pool counts zero padding like torch (count_include_pad)", asy
   assert.ok(Math.abs(out[1] - (0.5 + 0.5) / 4) < 1e-6, `edge ${out[1]}`);
   assert.ok(Math.abs(out[8 + 1] - 1) < 1e-6, `interior ${out[9]}`);
   tf.dispose(pdnVariables(pdn));
+});
+
+Deno.test("padded avg-pool gradient on wasm equals the cpu backend's pad + pool gradient", async () => {
+  const gradient = async (backend: "wasm" | "cpu", size: number) => {
+    await initBackend(backend);
+    return tf.tidy(() => {
+      const x = tf.randomNormal([2, size, size, 3], 0, 1, "float32", 1) as tf.Tensor4D;
+      const r = tf.randomNormal(
+        [2, Math.floor(size / 2) + 1, Math.floor(size / 2) + 1, 3],
+        0,
+        1,
+        "float32",
+        2,
+      );
+      const g = tf.grad((t) => avgPoolPadded(t as tf.Tensor4D).mul(r).sum())(x);
+      return Array.from(g.dataSync());
+    });
+  };
+  for (const size of [6, 7]) {
+    const [onWasm, onCpu] = [await gradient("wasm", size), await gradient("cpu", size)];
+    onCpu.forEach((v, i) => assert.ok(Math.abs(onWasm[i] - v) < 1e-6, `S=${size} [${i}]`));
+  }
+});
+
+Deno.test("PDN training steps keep the tensor count flat", async () => {
+  await initBackend("wasm");
+  const pdn = createPdn("tiny", 4, 2);
+  const optimizer: tf.Optimizer = tf.train.adam(1e-3);
+  const x = tf.randomUniform([2, 32, 32, 3]) as tf.Tensor4D;
+  const target = tf.randomUniform([2, 8, 8, 4]) as tf.Tensor4D;
+  const step = () =>
+    tf.tidy(() => {
+      const { value, grads } = tf.variableGrads(
+        () => tf.losses.meanSquaredError(target, pdnForward(pdn, x)) as tf.Scalar,
+        pdnVariables(pdn),
+      );
+      optimizer.applyGradients(grads);
+      return value.dataSync()[0];
+    });
+  const first = step(); // creates the optimiser's slots
+  const before = tf.memory().numTensors;
+  let last = first;
+  for (let i = 0; i < 5; i++) last = step();
+  assert.equal(tf.memory().numTensors, before);
+  assert.ok(last < first, `loss ${first} → ${last}`);
+  tf.dispose([x, target, ...pdnVariables(pdn)]);
+  optimizer.dispose();
 });

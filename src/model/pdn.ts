@@ -12,6 +12,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { PdnWidth } from "../config/schema.ts";
+import { backendNeedsConvGradWorkaround } from "./backend.ts";
 import { conv2d } from "./conv.ts";
 import { torchDefaultConvInit } from "./init.ts";
 
@@ -32,7 +33,9 @@ const LAYERS = [
 
 /** The PDN's weights: four conv kernels `[kh, kw, in, out]` and their biases. */
 export interface PdnParams {
+  /** Four conv kernels `[k, k, in, out]`, input side first. */
   kernels: tf.Variable<tf.Rank.R4>[];
+  /** The four matching biases `[out]`. */
   biases: tf.Variable<tf.Rank.R1>[];
 }
 
@@ -97,8 +100,28 @@ export function pdnVariables(p: PdnParams): tf.Variable[] {
   return p.kernels.flatMap((kernel, i) => [kernel, p.biases[i]] as tf.Variable[]);
 }
 
-/** torch `AvgPool2d(2, 2, padding=1)` with `count_include_pad=True`: zero-pad, pool valid. */
-function avgPoolPadded(x: tf.Tensor4D): tf.Tensor4D {
-  const padded = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]);
-  return tf.avgPool(padded, 2, 2, "valid");
+/**
+ * torch `AvgPool2d(2, 2, padding=1)` with `count_include_pad=True`: zero-pad, pool "valid".
+ * On wasm the backward pass skips the pad's gradient (a slow strided Slice of the padded
+ * gradient): tfjs's AvgPoolGrad kernel with `pad = 1` spreads dy / 4 over the window cells
+ * that exist, which is exactly torch's count_include_pad gradient, at the unpadded size.
+ */
+export function avgPoolPadded(x: tf.Tensor4D): tf.Tensor4D {
+  const forward = (input: tf.Tensor4D) =>
+    tf.avgPool(tf.pad(input, [[0, 0], [1, 1], [1, 1], [0, 0]]), 2, 2, "valid");
+  if (!backendNeedsConvGradWorkaround()) return forward(x);
+  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const input = args[0] as tf.Tensor4D;
+    (args[1] as tf.GradSaveFunc)([input]);
+    return {
+      value: forward(input),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+        tf.engine().runKernel(
+          "AvgPoolGrad",
+          { dy, input: saved[0] },
+          { filterSize: [2, 2], strides: [2, 2], pad: 1 },
+        ) as tf.Tensor4D,
+    };
+  });
+  return op(x) as tf.Tensor4D;
 }
