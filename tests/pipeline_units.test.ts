@@ -1,7 +1,7 @@
 import { strict as assert } from "node:assert";
 import { ThresholdPolicySchema } from "../src/config/schema.ts";
 import { ImageBuffer } from "../src/stages/image_buffer.ts";
-import { ScoreWindow } from "../src/stages/threshold.ts";
+import { ScoreWindow, standardNormalQuantile } from "../src/stages/threshold.ts";
 import { bytesToPixels, pixelsToBytes } from "../src/bus/decoded_image.ts";
 import { progressLine } from "../src/pipeline/progress.ts";
 import type { StageStatus } from "../src/stages/stage.ts";
@@ -10,7 +10,12 @@ const pixels = (value: number) => new Float32Array(3).fill(value);
 
 Deno.test("threshold never flags a whole defect-free line, and bounds the flagged share", () => {
   const window = new ScoreWindow(
-    ThresholdPolicySchema.parse({ targetFalseAlarmRate: 0.05, window: 200, floor: 0 }),
+    ThresholdPolicySchema.parse({
+      method: "quantile",
+      targetFalseAlarmRate: 0.05,
+      window: 200,
+      floor: 0,
+    }),
   );
   // Identical scores: nothing is strictly above the quantile.
   window.add(new Array(100).fill(0.3));
@@ -30,7 +35,12 @@ Deno.test("threshold never flags a whole defect-free line, and bounds the flagge
 
 Deno.test("threshold floor and window length", () => {
   const window = new ScoreWindow(
-    ThresholdPolicySchema.parse({ targetFalseAlarmRate: 0.5, window: 10, floor: 0.25 }),
+    ThresholdPolicySchema.parse({
+      method: "quantile",
+      targetFalseAlarmRate: 0.5,
+      window: 10,
+      floor: 0.25,
+    }),
   );
   assert.equal(window.threshold(), 0.25);
   window.add([0.01, 0.02, 0.03, 0.04]);
@@ -40,6 +50,36 @@ Deno.test("threshold floor and window length", () => {
   assert.equal(window.threshold(), 5, "median (nearest rank) of 1..10");
   window.add([NaN, Infinity]);
   assert.equal(window.size, 10, "non-finite scores are ignored");
+});
+
+Deno.test("robust threshold: median + z·MAD flags every defect at a 20 % defect rate", async (t) => {
+  await t.step("standard normal quantiles", () => {
+    assert.ok(Math.abs(standardNormalQuantile(0.99) - 2.3263478740) < 1e-8);
+    assert.ok(Math.abs(standardNormalQuantile(0.5)) < 1e-12);
+    assert.ok(Math.abs(standardNormalQuantile(0.001) + 3.0902323062) < 1e-8);
+    assert.throws(() => standardNormalQuantile(1), RangeError);
+  });
+  const policy = ThresholdPolicySchema.parse({ targetFalseAlarmRate: 0.01, window: 500, floor: 0 });
+  assert.equal(policy.method, "robust");
+  // Normal scores 0.05 ± a deterministic spread (median 0.05, MAD 0.01 by construction).
+  const normal = Array.from({ length: 400 }, (_, i) => 0.05 + (i % 2 === 0 ? 0.01 : -0.01));
+  const clean = new ScoreWindow(policy);
+  clean.add(normal);
+  // Hand value: 0.05 + 2.3263479 × 1.4826 × 0.01 = 0.0844904...
+  assert.ok(Math.abs(clean.threshold() - 0.08449043) < 1e-6, String(clean.threshold()));
+  assert.equal(normal.filter((s) => s > clean.threshold()).length, 0, "defect-free: none flagged");
+  // 100 defects (20 %) with scores far above: all flagged, threshold barely moves.
+  const defects = new Array(100).fill(0.5);
+  const polluted = new ScoreWindow(policy);
+  polluted.add([...normal, ...defects]);
+  // Sorted: 200 × 0.04, 200 × 0.06, 100 × 0.5 → median 0.06, MAD 0.02 (hand value below);
+  // the defects themselves sit far above it.
+  assert.ok(Math.abs(polluted.threshold() - 0.12898087) < 1e-6, String(polluted.threshold()));
+  assert.equal(defects.filter((s) => s > polluted.threshold()).length, 100);
+  // Below minScores (1 / 0.01 = 100) the window maximum: nothing flagged yet.
+  const young = new ScoreWindow(policy);
+  young.add([0.01, 0.9, 0.02]);
+  assert.equal(young.threshold(), 0.9);
 });
 
 Deno.test("image buffer: newest untrained first, replay top-up, eviction, outlier removal", () => {

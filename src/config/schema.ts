@@ -102,17 +102,28 @@ export const LineIdSchema = z.string().regex(
 );
 
 /**
- * How the scorer turns scores into anomalous/normal without labels: flag an image when its
- * score is above `max(floor, Q)`, where Q is the nearest-rank `1 - targetFalseAlarmRate`
- * quantile of the last `window` scores (the current batch included). At most about
- * `targetFalseAlarmRate` of recent images can be above Q, so a defect-free line is never
- * flagged wholesale; nothing is flagged until the window holds `1 / targetFalseAlarmRate` scores.
+ * How the scorer turns scores into anomalous/normal without labels, from the last `window`
+ * scores (the current batch included); the threshold is never below `floor`.
+ *
+ * - `robust` (default): `median + z · 1.4826 · MAD`, z the standard-normal quantile of
+ *   `1 − targetFalseAlarmRate`. Median and MAD ignore up to half the window, so the line's own
+ *   defects barely move the threshold and *every* clearly anomalous image is flagged, whatever
+ *   the defect rate; the threshold is above the median, so a defect-free line is never flagged
+ *   wholesale (on roughly normal scores about `targetFalseAlarmRate` of it is).
+ * - `quantile`: the nearest-rank `1 − targetFalseAlarmRate` quantile. At most that share of
+ *   recent images is ever flagged — a hard cap on alarms, which also caps recall on a line whose
+ *   defect rate is above it.
+ *
+ * Both flag nothing until the window holds `minScores` scores.
  */
 export const ThresholdPolicySchema = z.object({
-  /** Largest share of recent images flagged on a defect-free line (the quantile is 1 − this). */
+  method: z.enum(["robust", "quantile"]).default("robust"),
+  /** Share of a defect-free line's images that may be flagged. */
   targetFalseAlarmRate: z.number().gt(0).lt(1).default(0.01),
-  /** Number of recent scores the quantile is taken over. */
+  /** Number of recent scores the statistics are taken over. */
   window: z.number().int().min(10).max(1_000_000).default(2000),
+  /** Scores needed before anything is flagged (defaults to `1 / targetFalseAlarmRate`). */
+  minScores: z.number().int().min(1).optional(),
   /** Lowest threshold on the map-normalised score (EfficientAD maps the normal q_b pixel value to 0.1). */
   floor: z.number().min(0).default(0.1),
 }).strict();
