@@ -111,7 +111,7 @@ Deno.test("Captured-At is kept only when it is RFC 3339", () => {
 Deno.test("pipeline config: defaults fill a minimal file; errors name the file and the field", async () => {
   const minimal = PipelineSchema.parse({ line: "x" });
   assert.equal(minimal.training.batchSize, 8);
-  assert.equal(minimal.model.imageSize, 128);
+  assert.equal(minimal.model.imageSize, 64);
   assert.ok(minimal.trainer.warmupSteps >= 1);
   assert.throws(
     () => parsePipelineConfig({ line: "x", trainer: { bufferSize: "many" } }, "p.json"),
