@@ -1,0 +1,563 @@
+/**
+ * Speed benchmark (`deno task bench:speed [flags]`):
+ *  1. training-step time (batch 8) and scoring time per image for the default configuration
+ *     (ModelSchema defaults) and the paper's network (256×256, student `full`), per tfjs
+ *     backend (unavailable ones reported with initBackend's reason);
+ *  2. the same PDN networks timed by the PyTorch peer in the same run, as ratios ours/PyTorch
+ *     for the like-for-like PDN-only step and forward pass (our full detector step, with the
+ *     MobileNetV2 teacher and the autoencoder, is reported beside them);
+ *  3. RSS and `tf.memory().numTensors` over a long scoring run (goal: flat);
+ *  4. pipeline throughput: a separate section, not measured yet (see
+ *     {@link pipelineThroughputSection}).
+ *
+ * Every measurement runs in a fresh worker, one at a time, so one failure (e.g. wasm running
+ * out of its 4 GiB) or a slow backend cannot spoil the others. Writes
+ * `bench/results/speed.{json,md}`.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import {
+  type BackendName,
+  BackendSchema,
+  ModelSchema,
+  PdnWidthSchema,
+} from "../src/config/schema.ts";
+import type {
+  MemoryRunJob,
+  MemoryRunResult,
+  MemorySample,
+  SpeedCase,
+  SpeedMeasurement,
+  SpeedMetric,
+} from "./speed_measure.ts";
+import type { SpeedWorkerJob } from "./speed_worker.ts";
+import { type PeerMode, type PeerTiming, runTorchPeer } from "./torch_peer.ts";
+import { runInFreshWorker } from "./worker_pool.ts";
+import {
+  type Environment,
+  environment,
+  fixed,
+  markdownTable,
+  type Table,
+  textTable,
+  writeResultJson,
+  writeResultText,
+} from "./report.ts";
+import { secondsSince } from "./timing.ts";
+
+const WORKER_URL = new URL("./speed_worker.ts", import.meta.url);
+const BATCH = 8;
+const METRICS: SpeedMetric[] = ["pdnForward", "pdnTrainStep", "detectorScore", "detectorTrainStep"];
+const METRIC_LABELS: Record<SpeedMetric, string> = {
+  pdnForward: "PDN forward (batch 8)",
+  pdnTrainStep: "PDN-only train step (batch 8)",
+  detectorScore: "detector scoring",
+  detectorTrainStep: "detector train step (AD², batch 8)",
+};
+
+/** The two network configurations: the product default and the paper's EfficientAD-S. */
+export function speedCases(): SpeedCase[] {
+  const defaults = ModelSchema.parse({});
+  return [
+    { name: "default", imageSize: defaults.imageSize, studentWidth: defaults.studentWidth },
+    { name: "paper", imageSize: 256, studentWidth: "full" },
+  ];
+}
+
+/** Settings of a speed run. */
+export interface SpeedOptions {
+  /** Backends to try, in order. */
+  backends: BackendName[];
+  /** Cases by name. */
+  cases: SpeedCase[];
+  /** Most timed calls per measurement after the first call. */
+  maxCalls: number;
+  /** Stop repeating once timed calls took this many seconds. */
+  budgetSeconds: number;
+  /** Stop a measurement (its worker) after this many seconds. */
+  timeoutSeconds: number;
+  /** Run the PyTorch peer. */
+  peer: boolean;
+  /** Long scoring run settings (`images` 0 skips it). */
+  memory: MemoryRunJob;
+}
+
+/** One measurement of one metric, case and backend. */
+export interface SpeedEntry {
+  /** Case name. */
+  caseName: string;
+  /** Requested backend. */
+  backend: BackendName;
+  /** What was timed. */
+  metric: SpeedMetric;
+  /** Median ms per call (per image for `detectorScore`), or null. */
+  ms: number | null;
+  /** First call in ms (compilation included), or null. */
+  firstCallMs: number | null;
+  /** Timed calls. */
+  calls: number;
+  /** Why there is no number (unavailable backend, failure, timeout, skipped). */
+  note?: string;
+}
+
+/** One PyTorch peer timing. */
+export interface PeerEntry {
+  /** Case name. */
+  caseName: string;
+  /** `fwd` or `train`. */
+  mode: PeerMode;
+  /** The peer's result. */
+  timing: PeerTiming;
+}
+
+/** Summary of the long scoring run. */
+export interface MemorySummary {
+  /** Settings. */
+  job: MemoryRunJob;
+  /** Samples taken over the run (empty when it failed). */
+  samples: MemorySample[];
+  /** Steady-state scoring time per image. */
+  msPerImage: number | null;
+  /** numTensors at the last sample minus at the first. */
+  tensorGrowth: number | null;
+  /** RSS (MiB) at the last sample minus at the sample after 10 % of the run (warm-up). */
+  rssGrowthMiB: number | null;
+  /** Flat = no tensor growth and RSS growth under {@link RSS_FLAT_MIB}. */
+  flat: boolean | null;
+  /** Failure reason. */
+  note?: string;
+}
+
+/** RSS growth after warm-up (MiB) below which the long run counts as flat. */
+export const RSS_FLAT_MIB = 32;
+
+/** Everything speed.json records. */
+export interface SpeedReport {
+  /** Benchmark name. */
+  benchmark: "speed";
+  /** Machine and software. */
+  environment: Environment;
+  /** Settings. */
+  options: SpeedOptions;
+  /** Our measurements. */
+  entries: SpeedEntry[];
+  /** PyTorch peer measurements. */
+  peer: PeerEntry[];
+  /** Long scoring run. */
+  memory: MemorySummary | null;
+  /** Pipeline throughput (separate, later). */
+  pipeline: PipelineThroughput;
+  /** Wall-clock seconds of the whole benchmark. */
+  wallSeconds: number;
+}
+
+/** Pipeline throughput section of the report. */
+export type PipelineThroughput =
+  | { measured: true; imagesPerSecond: number; details: Record<string, unknown> }
+  | { measured: false; reason: string };
+
+/**
+ * Pipeline throughput (images/s through NATS ingest → scorer → verdicts). Kept apart from the
+ * network timings: it is added once the streaming pipeline is complete; until then the report
+ * says so instead of giving a number.
+ */
+export function pipelineThroughputSection(): Promise<PipelineThroughput> {
+  return Promise.resolve({
+    measured: false,
+    reason: "not part of this benchmark yet: added once the streaming pipeline is complete",
+  });
+}
+
+/** Runs every measurement, one at a time, printing progress. */
+export async function runSpeed(options: SpeedOptions): Promise<SpeedReport> {
+  const start = performance.now();
+  const entries: SpeedEntry[] = [];
+  const peer: PeerEntry[] = [];
+  const unavailable = new Map<BackendName, string>();
+  const log = (text: string) => console.log(`[${secondsSince(start)} s] ${text}`);
+  for (const speedCase of options.cases) {
+    if (options.peer) {
+      for (const mode of ["fwd", "train"] as const) {
+        const timing = await runTorchPeer(mode, speedCase.studentWidth, speedCase.imageSize, BATCH);
+        peer.push({ caseName: speedCase.name, mode, timing });
+        log(
+          `${speedCase.name} PyTorch ${mode}: ` +
+            (timing.ok ? `${timing.medianMs} ms (threads=${timing.threads})` : timing.reason),
+        );
+      }
+    }
+    for (const backend of options.backends) {
+      for (const metric of METRICS) {
+        const entry = await measureEntry(speedCase, backend, metric, options, entries, unavailable);
+        entries.push(entry);
+        log(
+          `${speedCase.name} ${backend} ${METRIC_LABELS[metric]}: ` +
+            (entry.ms === null ? entry.note : `${fixed(entry.ms, 1)} ms` +
+              (metric === "detectorScore" ? " per image" : "") + ` (${entry.calls} timed)`),
+        );
+        if (unavailable.has(backend)) break;
+      }
+    }
+  }
+  const memory = options.memory.images > 0 ? await runMemory(options, log) : null;
+  return {
+    benchmark: "speed",
+    environment: await environment(),
+    options,
+    entries,
+    peer,
+    memory,
+    pipeline: await pipelineThroughputSection(),
+    wallSeconds: secondsSince(start),
+  };
+}
+
+async function measureEntry(
+  speedCase: SpeedCase,
+  backend: BackendName,
+  metric: SpeedMetric,
+  options: SpeedOptions,
+  done: readonly SpeedEntry[],
+  unavailable: Map<BackendName, string>,
+): Promise<SpeedEntry> {
+  const base = { caseName: speedCase.name, backend, metric, ms: null, firstCallMs: null, calls: 0 };
+  const reason = unavailable.get(backend);
+  if (reason) return { ...base, note: `unavailable: ${reason}` };
+  const skip = skipReason(speedCase, backend, metric, options, done);
+  if (skip) return { ...base, note: skip };
+  const outcome = await runInFreshWorker<SpeedWorkerJob, SpeedMeasurement>(
+    WORKER_URL,
+    {
+      kind: "speed",
+      job: {
+        backend,
+        speedCase,
+        metric,
+        batch: BATCH,
+        maxCalls: options.maxCalls,
+        budgetMs: options.budgetSeconds * 1000,
+      },
+    },
+    options.timeoutSeconds * 1000,
+  );
+  if (!outcome.ok) return { ...base, note: outcome.error.split("\n")[0] };
+  const measured = outcome.result;
+  if (!measured.ok) {
+    if (measured.unavailable) unavailable.set(backend, measured.reason);
+    return {
+      ...base,
+      note: measured.unavailable ? `unavailable: ${measured.reason}` : measured.reason,
+    };
+  }
+  const per = metric === "detectorScore" ? BATCH : 1;
+  return {
+    ...base,
+    ms: measured.timing.medianMs / per,
+    firstCallMs: measured.timing.firstCallMs,
+    calls: measured.timing.samplesMs.length,
+  };
+}
+
+/**
+ * Skips a measurement that cannot finish in time: when the same backend and metric on a case
+ * with less work timed out, or its first call × the work ratio exceeds the timeout.
+ */
+function skipReason(
+  speedCase: SpeedCase,
+  backend: BackendName,
+  metric: SpeedMetric,
+  options: SpeedOptions,
+  done: readonly SpeedEntry[],
+): string | undefined {
+  for (const other of options.cases) {
+    const ratio = workOf(speedCase) / workOf(other);
+    if (other === speedCase || ratio <= 1) continue;
+    const previous = done.find((e) =>
+      e.caseName === other.name && e.backend === backend && e.metric === metric
+    );
+    if (!previous) continue;
+    if (previous.ms === null && previous.note?.startsWith("not finished")) {
+      return `skipped: timed out on the smaller "${other.name}" case`;
+    }
+    if (previous.firstCallMs !== null) {
+      const estimate = (previous.firstCallMs * ratio) / 1000;
+      if (estimate > options.timeoutSeconds) {
+        return `skipped: "${other.name}" first call ${fixed(previous.firstCallMs / 1000, 1)} s × ` +
+          `${ratio.toFixed(0)} (work ratio) ≈ ${
+            estimate.toFixed(0)
+          } s > ${options.timeoutSeconds} s limit`;
+      }
+    }
+  }
+  return undefined;
+}
+
+/** Relative conv work of a case: pixels × (width multiplier)² (PDN channel products). */
+function workOf(speedCase: SpeedCase): number {
+  const widthScale = { tiny: 0.5, small: 1, full: 2 }[speedCase.studentWidth];
+  return speedCase.imageSize ** 2 * widthScale ** 2;
+}
+
+async function runMemory(
+  options: SpeedOptions,
+  log: (text: string) => void,
+): Promise<MemorySummary> {
+  const job = options.memory;
+  log(
+    `long scoring run: ${job.images} images, ${job.speedCase.imageSize} px, ` +
+      `${job.speedCase.studentWidth}, ${job.backend}`,
+  );
+  // Generous limit: ten times a pessimistic 100 ms per image, at least 10 minutes.
+  const timeoutMs = Math.max(600_000, job.images * 1000);
+  const outcome = await runInFreshWorker<SpeedWorkerJob, MemoryRunResult>(
+    WORKER_URL,
+    { kind: "memory", job },
+    timeoutMs,
+  );
+  const failed = (note: string): MemorySummary => ({
+    job,
+    samples: [],
+    msPerImage: null,
+    tensorGrowth: null,
+    rssGrowthMiB: null,
+    flat: null,
+    note,
+  });
+  if (!outcome.ok) return failed(outcome.error.split("\n")[0]);
+  if (!outcome.result.ok) return failed(outcome.result.reason);
+  const { samples, msPerImage } = outcome.result;
+  const first = samples[0];
+  const last = samples[samples.length - 1];
+  const warm = samples.find((s) => s.imagesScored >= job.images * 0.1) ?? first;
+  const tensorGrowth = last.numTensors - first.numTensors;
+  const rssGrowthMiB = last.rssMiB - warm.rssMiB;
+  const summary: MemorySummary = {
+    job,
+    samples,
+    msPerImage,
+    tensorGrowth,
+    rssGrowthMiB,
+    flat: tensorGrowth === 0 && rssGrowthMiB < RSS_FLAT_MIB,
+  };
+  log(
+    `long run: ${last.imagesScored} images, numTensors ${first.numTensors} → ${last.numTensors}, ` +
+      `RSS ${warm.rssMiB} → ${last.rssMiB} MiB after warm-up, ${fixed(msPerImage, 1)} ms/image`,
+  );
+  return summary;
+}
+
+/** Our timings beside the peer's: one row per case, backend and metric. */
+export function speedTable(report: SpeedReport): Table {
+  const rows: string[][] = [];
+  for (const entry of report.entries) {
+    const peerMode: PeerMode | undefined = entry.metric === "pdnForward"
+      ? "fwd"
+      : entry.metric === "pdnTrainStep"
+      ? "train"
+      : undefined;
+    const peer = peerMode
+      ? report.peer.find((p) => p.caseName === entry.caseName && p.mode === peerMode)?.timing
+      : undefined;
+    const peerMs = peer?.ok ? peer.medianMs : null;
+    const ratio = entry.ms !== null && peerMs ? `${(entry.ms / peerMs).toFixed(2)}×` : "—";
+    const speedCase = report.options.cases.find((c) => c.name === entry.caseName)!;
+    rows.push([
+      `${entry.caseName} (${speedCase.imageSize} px, ${speedCase.studentWidth})`,
+      entry.backend,
+      METRIC_LABELS[entry.metric] + (entry.metric === "detectorScore" ? ", per image" : ""),
+      entry.ms === null ? "—" : fixed(entry.ms, 1),
+      peerMode ? (peerMs === null ? (peer && !peer.ok ? "failed" : "—") : fixed(peerMs, 0)) : "",
+      peerMode ? ratio : "",
+      shortNote(entry.note),
+    ]);
+  }
+  return {
+    headers: ["case", "backend", "what", "ours ms", "PyTorch ms", "ours/PyTorch", "note"],
+    rows,
+    align: ["left", "left", "left", "right", "right", "right", "left"],
+  };
+}
+
+/** A table cell for a note: full notes are listed under the table ({@link noteList}). */
+function shortNote(note: string | undefined): string {
+  if (!note) return "";
+  if (note.startsWith("unavailable")) return "unavailable (reason below)";
+  return note.length > 90 ? `${note.slice(0, 87)}...` : note;
+}
+
+/** Each distinct reason a backend was unavailable, and every other long note, in full. */
+export function noteList(report: SpeedReport): string[] {
+  const notes = new Set<string>();
+  for (const entry of report.entries) {
+    if (entry.note && (entry.note.startsWith("unavailable") || entry.note.length > 90)) {
+      notes.add(`${entry.backend}: ${entry.note}`);
+    }
+  }
+  for (const p of report.peer) {
+    if (!p.timing.ok) notes.add(`PyTorch ${p.caseName} ${p.mode}: ${p.timing.reason}`);
+  }
+  return [...notes];
+}
+
+/** The long run's samples. */
+export function memoryTable(memory: MemorySummary): Table {
+  return {
+    headers: ["images scored", "seconds", "RSS MiB", "numTensors", "tensor MiB"],
+    rows: memory.samples.map((s) => [
+      String(s.imagesScored),
+      fixed(s.seconds, 1),
+      String(s.rssMiB),
+      String(s.numTensors),
+      fixed(s.tensorMiB, 1),
+    ]),
+  };
+}
+
+function speedMarkdown(report: SpeedReport): string {
+  const env = report.environment;
+  const peerInfo = report.peer.find((p) => p.timing.ok)?.timing;
+  const lines = [
+    "# Speed benchmark",
+    "",
+    `Run: ${env.date}, commit ${env.commit}, Deno ${env.deno}, tfjs ${env.tfjs}, ${env.cpu}, ` +
+    `${env.memoryGiB} GiB; ${report.wallSeconds} s in all. Median of up to ` +
+    `${report.options.maxCalls} timed calls after one warm-up call (fewer when calls are ` +
+    `slow), each measurement in a fresh worker, one at a time. tfjs wasm is single-threaded ` +
+    "under Deno" +
+    (peerInfo?.ok
+      ? `; the PyTorch peer (torch ${peerInfo.torch}) ran ${peerInfo.threads} thread(s).`
+      : "."),
+    "",
+    "PDN rows are like for like with the peer (`/work/shared/peer/pdn_torch.py`): a frozen " +
+    "random PDN teacher, a PDN student with the same output channels (384/192/96 for " +
+    "full/small/tiny), hard-mined (p = 0.999) squared error, one Adam step. The detector rows " +
+    "are the product's real work: MobileNetV2 teacher, two-headed student, autoencoder and the " +
+    "AD² loss; scoring is per image in batches of 8.",
+    "",
+    markdownTable(speedTable(report)),
+    "",
+    ...noteList(report).map((note) => `- ${note}`),
+    "",
+    "## Long scoring run (RSS and tensors)",
+    "",
+  ];
+  const memory = report.memory;
+  if (!memory) lines.push("Not run (`--images 0`).");
+  else if (memory.samples.length === 0) lines.push(`Failed: ${memory.note}`);
+  else {
+    const c = memory.job.speedCase;
+    lines.push(
+      `${memory.job.images} synthetic images scored in batches of ${memory.job.batch} ` +
+        `(${c.imageSize} px, student ${c.studentWidth}, ${memory.job.backend}), ` +
+        `${fixed(memory.msPerImage, 1)} ms per image. numTensors growth ${memory.tensorGrowth}; ` +
+        `RSS growth after the first 10 % ${memory.rssGrowthMiB} MiB → ` +
+        `**${memory.flat ? "flat" : "NOT flat"}** (flat: no tensor growth and RSS growth under ` +
+        `${RSS_FLAT_MIB} MiB).`,
+      "",
+      markdownTable(memoryTable(memory)),
+    );
+  }
+  lines.push(
+    "",
+    "## Pipeline throughput",
+    "",
+    report.pipeline.measured
+      ? `${report.pipeline.imagesPerSecond.toFixed(1)} images/s`
+      : `Not measured: ${report.pipeline.reason}.`,
+    "",
+  );
+  return lines.join("\n");
+}
+
+const USAGE = `deno task bench:speed [options]
+  --backends a,b      backends to try (default wasm,cpu,webgpu,tensorflow,tensorflow-gpu)
+  --cases a,b         default,paper (default both)
+  --max-calls N       timed calls per measurement after the warm-up (default 3)
+  --budget-s S        stop repeating after S s of timed calls (default 30)
+  --timeout-s S       stop one measurement after S s (default 300)
+  --no-peer           skip the PyTorch peer
+  --images N          long scoring run length (default 10000; 0 skips it)
+  --memory-size N     long run image side (default 64)
+  --memory-width W    long run student width (default tiny)`;
+
+/** Parses the command line. */
+export function parseSpeedArgs(args: string[]): SpeedOptions {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: {
+      backends: { type: "string", default: "wasm,cpu,webgpu,tensorflow,tensorflow-gpu" },
+      cases: { type: "string", default: "default,paper" },
+      "max-calls": { type: "string", default: "3" },
+      "budget-s": { type: "string", default: "30" },
+      "timeout-s": { type: "string", default: "300" },
+      "no-peer": { type: "boolean", default: false },
+      images: { type: "string", default: "10000" },
+      "memory-size": { type: "string", default: "64" },
+      "memory-width": { type: "string", default: "tiny" },
+      help: { type: "boolean", default: false },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    Deno.exit(0);
+  }
+  const all = speedCases();
+  const cases = values.cases.split(",").map((name) => {
+    const found = all.find((c) => c.name === name.trim());
+    if (!found) throw new Error(`--cases: unknown case "${name}" (default, paper)`);
+    return found;
+  });
+  const number = (text: string, what: string, min: number) => {
+    const n = Number(text);
+    if (!Number.isFinite(n) || n < min) throw new Error(`--${what} must be a number ≥ ${min}`);
+    return n;
+  };
+  const memorySize = number(values["memory-size"], "memory-size", 32);
+  return {
+    backends: values.backends.split(",").map((b) => BackendSchema.parse(b.trim())),
+    cases,
+    maxCalls: Math.round(number(values["max-calls"], "max-calls", 1)),
+    budgetSeconds: number(values["budget-s"], "budget-s", 0),
+    timeoutSeconds: number(values["timeout-s"], "timeout-s", 1),
+    peer: !values["no-peer"],
+    memory: {
+      backend: "wasm",
+      speedCase: {
+        name: "memory",
+        imageSize: ModelSchema.shape.imageSize.parse(memorySize),
+        studentWidth: PdnWidthSchema.parse(values["memory-width"]),
+      },
+      images: Math.round(number(values.images, "images", 0)),
+      batch: BATCH,
+      samples: 20,
+    },
+  };
+}
+
+/**
+ * The command: parses `args`, runs every measurement and writes the results.
+ *
+ * @returns the exit code (0 ok, 2 bad arguments). Unavailable backends and failed
+ *   measurements are results, not errors.
+ */
+export async function speedMain(args: string[]): Promise<number> {
+  let options: SpeedOptions;
+  try {
+    options = parseSpeedArgs(args);
+  } catch (error) {
+    console.error(`${error instanceof Error ? error.message : error}\n\n${USAGE}`);
+    return 2;
+  }
+  const report = await runSpeed(options);
+  console.log("\n" + textTable(speedTable(report)));
+  for (const note of noteList(report)) console.log(`- ${note}`);
+  if (report.memory?.samples.length) console.log("\n" + textTable(memoryTable(report.memory)));
+  const json = await writeResultJson("speed.json", report);
+  const md = await writeResultText("speed.md", speedMarkdown(report));
+  console.log(`\nwrote ${json}\nwrote ${md}`);
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(await speedMain(Deno.args));

@@ -1,0 +1,220 @@
+/**
+ * The measurements of the speed benchmark, each meant to run in a fresh worker (its own tfjs
+ * and wasm memory, so an out-of-memory failure or a slow backend cannot spoil the others):
+ * PDN-only training step and forward pass (like the PyTorch peer), full detector training
+ * step, detector scoring, and a long scoring run watching RSS and tensor counts.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import {
+  type BackendName,
+  ModelSchema,
+  type PdnWidth,
+  TrainingSchema,
+} from "../src/config/schema.ts";
+import { initBackend } from "../src/model/backend.ts";
+import { Detector } from "../src/model/detector.ts";
+import { toBatch } from "../src/model/batches.ts";
+import { SeededRandom } from "../src/data/prng.ts";
+import { PdnPair } from "./pdn_step.ts";
+import { type AdaptiveTiming, timeAdaptive } from "./timing.ts";
+
+/** A network configuration the speed bench times. */
+export interface SpeedCase {
+  /** Short name, e.g. `default` or `paper`. */
+  name: string;
+  /** Input side. */
+  imageSize: number;
+  /** Student (and peer PDN) width. */
+  studentWidth: PdnWidth;
+}
+
+/** What can be timed. */
+export type SpeedMetric = "pdnTrainStep" | "pdnForward" | "detectorTrainStep" | "detectorScore";
+
+/** One timing job. */
+export interface SpeedJob {
+  /** tfjs backend. */
+  backend: BackendName;
+  /** Network configuration. */
+  speedCase: SpeedCase;
+  /** What to time. */
+  metric: SpeedMetric;
+  /** Images per call. */
+  batch: number;
+  /** Most timed calls after the first. */
+  maxCalls: number;
+  /** Stop repeating once timed calls took this long. */
+  budgetMs: number;
+}
+
+/** A measurement, or why there is none (backend unavailable, failure). */
+export type SpeedMeasurement =
+  | { ok: true; timing: AdaptiveTiming; backend: string }
+  | { ok: false; reason: string; unavailable?: boolean };
+
+/** Runs one timing job in this thread. Never throws: failures come back as `ok: false`. */
+export async function measureSpeed(job: SpeedJob): Promise<SpeedMeasurement> {
+  let active: string;
+  try {
+    active = await initBackend(job.backend);
+  } catch (error) {
+    return { ok: false, unavailable: true, reason: describe(error) };
+  }
+  const { imageSize, studentWidth } = job.speedCase;
+  const x = tf.tidy(() =>
+    tf.randomUniform([job.batch, imageSize, imageSize, 3], 0, 1, "float32", 7) as tf.Tensor4D
+  );
+  const budget = { maxCalls: job.maxCalls, budgetMs: job.budgetMs };
+  try {
+    switch (job.metric) {
+      case "pdnTrainStep":
+      case "pdnForward": {
+        const pair = new PdnPair(studentWidth);
+        try {
+          const fn = job.metric === "pdnTrainStep"
+            ? () => void pair.trainStep(x)
+            : () => pair.forward(x);
+          return { ok: true, backend: active, timing: timeAdaptive(fn, budget) };
+        } finally {
+          pair.dispose();
+        }
+      }
+      case "detectorTrainStep":
+      case "detectorScore": {
+        const detector = await Detector.create(
+          ModelSchema.parse({ backend: job.backend, imageSize, studentWidth }),
+          TrainingSchema.parse({ batchSize: Math.max(2, job.batch) }),
+        );
+        try {
+          detector.fitTeacherStats([x]);
+          if (job.metric === "detectorTrainStep") {
+            return {
+              ok: true,
+              backend: active,
+              timing: timeAdaptive(() => void detector.trainStep(x), budget),
+            };
+          }
+          detector.fitMapNormalisation([x]);
+          return {
+            ok: true,
+            backend: active,
+            timing: timeAdaptive(() => void detector.score(x), budget),
+          };
+        } finally {
+          detector.dispose();
+        }
+      }
+    }
+  } catch (error) {
+    return { ok: false, reason: `failed: ${describe(error)}` };
+  } finally {
+    x.dispose();
+  }
+}
+
+/** Settings of the long scoring run. */
+export interface MemoryRunJob {
+  /** tfjs backend. */
+  backend: BackendName;
+  /** Network configuration. */
+  speedCase: SpeedCase;
+  /** Images to score in total. */
+  images: number;
+  /** Images per `score` call. */
+  batch: number;
+  /** Samples of RSS and tensor counts taken over the run. */
+  samples: number;
+}
+
+/** One sample of the long run. */
+export interface MemorySample {
+  /** Images scored so far. */
+  imagesScored: number;
+  /** Process resident set size, MiB. */
+  rssMiB: number;
+  /** `tf.memory().numTensors`. */
+  numTensors: number;
+  /** `tf.memory().numBytes`, MiB. */
+  tensorMiB: number;
+  /** Seconds since the run started. */
+  seconds: number;
+}
+
+/** Result of the long scoring run. */
+export type MemoryRunResult =
+  | { ok: true; backend: string; samples: MemorySample[]; msPerImage: number }
+  | { ok: false; reason: string };
+
+/**
+ * Scores `images` synthetic images batch by batch (through `toBatch`, as the scorer does) and
+ * samples RSS and tensor counts evenly over the run, the first sample after one batch.
+ */
+export async function memoryRun(job: MemoryRunJob): Promise<MemoryRunResult> {
+  let active: string;
+  try {
+    active = await initBackend(job.backend);
+  } catch (error) {
+    return { ok: false, reason: describe(error) };
+  }
+  const { imageSize, studentWidth } = job.speedCase;
+  const random = new SeededRandom(5);
+  // A small pool of distinct images, cycled: the content does not matter for memory.
+  const pool = Array.from({ length: 32 }, () => {
+    const pixels = new Float32Array(imageSize * imageSize * 3);
+    for (let i = 0; i < pixels.length; i++) pixels[i] = random.next();
+    return pixels;
+  });
+  let detector: Detector | undefined;
+  try {
+    detector = await Detector.create(
+      ModelSchema.parse({ backend: job.backend, imageSize, studentWidth }),
+      TrainingSchema.parse({}),
+    );
+    const fitBatch = toBatch(pool.slice(0, 16), imageSize);
+    detector.fitTeacherStats([fitBatch]);
+    detector.fitMapNormalisation([fitBatch]);
+    fitBatch.dispose();
+    const batches = Math.ceil(job.images / job.batch);
+    const every = Math.max(1, Math.ceil(batches / job.samples));
+    const samples: MemorySample[] = [];
+    const start = performance.now();
+    let scored = 0;
+    let timedFrom = 0;
+    let timedImages = 0;
+    for (let b = 0; b < batches; b++) {
+      const count = Math.min(job.batch, job.images - scored);
+      const picked = Array.from({ length: count }, (_, i) => pool[(scored + i) % pool.length]);
+      const batch = toBatch(picked, imageSize);
+      try {
+        detector.score(batch);
+      } finally {
+        batch.dispose();
+      }
+      scored += count;
+      if (b === 0) timedFrom = performance.now(); // the first batch compiles kernels
+      else timedImages += count;
+      if (b === 0 || (b + 1) % every === 0 || b === batches - 1) {
+        const memory = tf.memory();
+        samples.push({
+          imagesScored: scored,
+          rssMiB: Math.round(Deno.memoryUsage().rss / 2 ** 20),
+          numTensors: memory.numTensors,
+          tensorMiB: Math.round(memory.numBytes / 2 ** 20 * 10) / 10,
+          seconds: Math.round((performance.now() - start) / 100) / 10,
+        });
+      }
+    }
+    const msPerImage = timedImages > 0 ? (performance.now() - timedFrom) / timedImages : NaN;
+    return { ok: true, backend: active, samples, msPerImage };
+  } catch (error) {
+    return { ok: false, reason: `failed: ${describe(error)}` };
+  } finally {
+    detector?.dispose();
+  }
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,154 @@
+import { strict as assert } from "node:assert";
+import {
+  fixed,
+  lineChartSvg,
+  markdownTable,
+  niceRange,
+  signed,
+  svgToPng,
+  textTable,
+} from "../bench/report.ts";
+import {
+  ablationTable,
+  type AccuracyGrid,
+  atdrPrecisions,
+  perClassTable,
+  summarise,
+} from "../bench/accuracy_summary.ts";
+import type { AccuracyJobResult } from "../bench/accuracy_job.ts";
+import { parsePeerLine } from "../bench/torch_peer.ts";
+import { median, timeAdaptive } from "../bench/timing.ts";
+import type { Method } from "../src/config/schema.ts";
+
+Deno.test("tables render aligned text and escaped markdown", () => {
+  const table = { headers: ["name", "value"], rows: [["a|b", "1.5"], ["longer", "10"]] };
+  assert.equal(textTable(table), "name    value\n------  -----\na|b       1.5\nlonger     10");
+  assert.equal(
+    markdownTable(table),
+    "| name | value |\n|:---|---:|\n| a\\|b | 1.5 |\n| longer | 10 |",
+  );
+  assert.throws(() => markdownTable({ headers: ["x"], rows: [["1", "2"]] }), /row 0 has 2 cells/);
+  assert.equal(fixed(0.12345), "0.123");
+  assert.equal(fixed(null), "—");
+  assert.equal(signed(0.0124), "+0.012");
+  assert.equal(signed(-0.004), "-0.004");
+});
+
+Deno.test("line chart: one polyline per unbroken run, a marker per value, legend per series", async () => {
+  const svg = lineChartSvg({
+    title: "t <&>",
+    xLabel: "x",
+    yLabel: "y",
+    x: [0, 1, 2, 3],
+    series: [
+      { name: "a", color: "red", values: [0.5, 0.6, null, 0.7] },
+      { name: "b", color: "blue", values: [0.4, 0.45, 0.5, 0.55] },
+    ],
+  });
+  assert.equal(svg.match(/<polyline /g)?.length, 2, "series a's lone last point draws no line");
+  assert.equal(svg.match(/<circle /g)?.length, 7);
+  assert.ok(svg.includes("t &lt;&amp;&gt;"), "title is escaped");
+  assert.throws(
+    () =>
+      lineChartSvg({
+        title: "",
+        xLabel: "",
+        yLabel: "",
+        x: [0, 1],
+        series: [{ name: "c", color: "k", values: [1] }],
+      }),
+    /has 1 values for 2 x values/,
+  );
+  const path = await Deno.makeTempFile({ suffix: ".png" });
+  try {
+    await svgToPng(svg, path);
+    const bytes = await Deno.readFile(path);
+    assert.deepEqual([...bytes.subarray(1, 4)], [0x50, 0x4e, 0x47], "a PNG file");
+  } finally {
+    await Deno.remove(path);
+  }
+});
+
+Deno.test("niceRange widens to tidy ticks and gives a flat range some height", () => {
+  assert.deepEqual(niceRange([0.62, 0.91]), [0.6, 0.95]);
+  const [lo, hi] = niceRange([0.8, 0.8]);
+  assert.ok(lo < 0.8 && hi > 0.8);
+});
+
+function result(
+  normalClass: number,
+  ratio: number,
+  method: Method,
+  auroc: number,
+  picks?: [number, number, number],
+): AccuracyJobResult {
+  return {
+    normalClass,
+    ratio,
+    method,
+    auroc,
+    injected: 0,
+    trainSize: 10,
+    testSize: 10,
+    atdrPicks: picks
+      ? { picks: picks[0], injectedPicks: picks[1], expectedInjectedPicks: picks[2] }
+      : null,
+    finalLoss: 1,
+    stepMs: 1,
+    seconds: { setup: 0, train: 0, score: 0 },
+  };
+}
+
+Deno.test("accuracy summary: means, AD² − baseline gaps, missing jobs and pooled ATDR precision", () => {
+  const grid: AccuracyGrid = { classes: [3, 5], ratios: [0, 0.2], methods: ["baseline", "ad2"] };
+  const results = [
+    result(3, 0, "baseline", 0.9),
+    result(5, 0, "baseline", 0.7),
+    result(3, 0, "ad2", 0.92),
+    result(5, 0, "ad2", 0.66),
+    result(3, 0.2, "baseline", 0.6),
+    // class 5, ratio 0.2, baseline failed: no result
+    result(3, 0.2, "ad2", 0.75, [10, 4, 2]),
+    result(5, 0.2, "ad2", 0.7, [10, 2, 2]),
+  ];
+  const summary = summarise(results, grid);
+  assert.equal(summary.length, 4);
+  const at = (ratio: number, method: Method) =>
+    summary.find((s) => s.ratio === ratio && s.method === method)!;
+  assert.ok(Math.abs(at(0, "baseline").mean! - 0.8) < 1e-12);
+  assert.deepEqual(at(0.2, "baseline").perClass, [0.6, null]);
+  assert.equal(at(0.2, "baseline").mean, 0.6, "mean over the classes that ran");
+
+  const table = perClassTable(summary, grid);
+  assert.deepEqual(table.headers, ["noise ratio", "method", "dress", "sandal", "mean"]);
+  assert.deepEqual(table.rows[2], ["", "Gap ↑ (AD² − baseline)", "+0.020", "-0.040", "-0.010"]);
+  assert.deepEqual(table.rows[5], ["", "Gap ↑ (AD² − baseline)", "+0.150", "—", "+0.125"]);
+  assert.deepEqual(ablationTable(summary, grid).rows[1], ["✓", "✓", "AD²", "0.790", "0.725"]);
+
+  const precision = atdrPrecisions(results, grid);
+  assert.equal(precision.length, 1, "ratio 0 has no picks; baseline never picks");
+  assert.equal(precision[0].picks, 20);
+  assert.equal(precision[0].precision, 6 / 20);
+  assert.equal(precision[0].chance, 4 / 20);
+});
+
+Deno.test("PyTorch peer output is parsed, anything else is not", () => {
+  assert.deepEqual(
+    parsePeerLine("torch1.13.0a0 threads=1 train small size=128 batch=8 median=3347 ms\n"),
+    { torch: "1.13.0a0", threads: 1, medianMs: 3347 },
+  );
+  assert.equal(parsePeerLine("Traceback (most recent call last):"), undefined);
+});
+
+Deno.test("timeAdaptive: one timed call on a zero budget, at most maxCalls otherwise", () => {
+  let calls = 0;
+  const once = timeAdaptive(() => void calls++, { maxCalls: 5, budgetMs: 0 });
+  assert.equal(calls, 2, "first call + one timed call");
+  assert.equal(once.samplesMs.length, 1);
+  calls = 0;
+  const many = timeAdaptive(() => void calls++, { maxCalls: 4, budgetMs: 60_000 });
+  assert.equal(calls, 5);
+  assert.equal(many.samplesMs.length, 4);
+  assert.equal(median([3, 1, 2]), 2);
+  assert.equal(median([4, 1, 2, 3]), 2.5);
+});
