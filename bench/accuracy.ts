@@ -10,7 +10,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { type Method, MethodSchema, PdnWidthSchema } from "../src/config/schema.ts";
+import { type Method, MethodSchema, PdnWidthSchema, TrainingSchema } from "../src/config/schema.ts";
 import { FASHION_MNIST_CLASSES, fashionMnistAvailable } from "../src/data/fashion_mnist.ts";
 import type { AccuracyConfig, AccuracyJob, AccuracyJobResult } from "./accuracy_job.ts";
 import type { AccuracyWorkerJob } from "./accuracy_worker.ts";
@@ -51,6 +51,7 @@ export const DEFAULT_ACCURACY_CONFIG: AccuracyConfig = {
   // 10× the paper's 1e-4: the paper trains 10 000 steps, this budget allows about 100, and at
   // 1e-4 the students barely move in 100 steps (measured: AUROC near chance).
   learningRate: 1e-3,
+  training: {},
   trainCount: 200,
   testCount: 200,
   statsImages: 64,
@@ -85,6 +86,8 @@ export interface AccuracyReport {
   workers: number;
   /** Machine and software. */
   environment: Environment;
+  /** 1/5/15-minute load averages before the run (the environment has those after it). */
+  loadAverageAtStart: number[];
   /** Wall-clock seconds of the whole grid. */
   wallSeconds: number;
   /** Sum of the jobs' own seconds; divided by wallSeconds it shows how much the workers overlap. */
@@ -110,6 +113,7 @@ const USAGE = `deno task bench:accuracy [--quick] [options]
   --image-size N        input side, multiple of 32 (default ${DEFAULT_ACCURACY_CONFIG.imageSize})
   --student-width W     full|small|tiny (default ${DEFAULT_ACCURACY_CONFIG.studentWidth})
   --learning-rate X     Adam learning rate (default ${DEFAULT_ACCURACY_CONFIG.learningRate})
+  --training JSON       extra TrainingSchema fields, e.g. '{"atdrOutlierCount":"auto"}'
   --seed N              base seed (default ${DEFAULT_ACCURACY_CONFIG.seed})
   --workers N           parallel Deno Workers (default 2)
   --name NAME           results file stem (default accuracy or accuracy-quick)`;
@@ -136,6 +140,7 @@ export function parseAccuracyArgs(args: string[]): {
       "image-size": { type: "string" },
       "student-width": { type: "string" },
       "learning-rate": { type: "string" },
+      training: { type: "string" },
       seed: { type: "string" },
       workers: { type: "string", default: "2" },
       name: { type: "string" },
@@ -174,6 +179,7 @@ export function parseAccuracyArgs(args: string[]): {
     seed: values.seed ? Number(values.seed) : d.seed,
   };
   if (!(config.learningRate > 0)) throw new Error("--learning-rate must be a positive number");
+  if (values.training) config.training = trainingOverrides(values.training);
   if (!Number.isInteger(config.seed)) throw new Error("--seed must be an integer");
   return {
     grid,
@@ -189,7 +195,11 @@ export async function runAccuracy(
   grid: AccuracyGrid,
   config: AccuracyConfig,
   workers: number,
-): Promise<{ outcomes: JobOutcome<AccuracyWorkerJob, AccuracyJobResult>[]; wallSeconds: number }> {
+): Promise<{
+  outcomes: JobOutcome<AccuracyWorkerJob, AccuracyJobResult>[];
+  wallSeconds: number;
+  loadAverageAtStart: number[];
+}> {
   const jobs: AccuracyWorkerJob[] = grid.classes.flatMap((normalClass) =>
     grid.ratios.flatMap((ratio) =>
       grid.methods.map((method: Method) => ({ job: { normalClass, ratio, method }, config }))
@@ -199,6 +209,7 @@ export async function runAccuracy(
     new URL("./accuracy_worker.ts", import.meta.url),
     workers,
   );
+  const loadAverageAtStart = Deno.loadavg();
   const start = performance.now();
   try {
     const outcomes = await pool.run(jobs, (outcome, done) => {
@@ -211,7 +222,7 @@ export async function runAccuracy(
         : `FAILED: ${outcome.error.split("\n")[0]}`;
       console.log(`[${done}/${jobs.length} ${secondsSince(start)} s] ${what}: ${detail}`);
     });
-    return { outcomes, wallSeconds: secondsSince(start) };
+    return { outcomes, wallSeconds: secondsSince(start), loadAverageAtStart };
   } finally {
     pool.terminate();
   }
@@ -240,6 +251,7 @@ export async function writeAccuracyReport(
     grid,
     workers,
     environment: await environment(),
+    loadAverageAtStart: run.loadAverageAtStart,
     wallSeconds: run.wallSeconds,
     jobSeconds: Math.round(results.reduce((sum, r) => sum + jobSeconds(r), 0)),
     results,
@@ -300,14 +312,19 @@ function accuracyMarkdown(
     `${c.steps} steps of batch 8, Adam lr ${c.learningRate} (paper: 1e-4 over 10 000 steps; ` +
     "this budget allows far fewer steps), statistics/normalisation on " +
     `${c.statsImages} training images, seed ${c.seed}. Other hyper-parameters: TrainingSchema ` +
-    "defaults (paper §4.1). The autoencoder's dropout is not seeded, so reruns differ slightly.",
+    "defaults (paper §4.1)" +
+    (Object.keys(c.training).length ? ` except ${JSON.stringify(c.training)}` : "") +
+    ". tfjs seeds the autoencoder's dropout from Math.random, which each " +
+    "job seeds per class, so reruns give identical numbers.",
     "",
     `Run: ${env.date}, commit ${env.commit}, Deno ${env.deno}, tfjs ${env.tfjs} (wasm), ` +
-    `${env.cpu}, load average ${env.loadAverage.map((l) => l.toFixed(1)).join("/")} at the ` +
-    `end (other work shares the machine), ${report.workers} worker(s); ` +
+    `${env.cpu}, load average (1/5/15 min) ${loads(report.loadAverageAtStart)} at the start and ` +
+    `${loads(env.loadAverage)} at the end (other work shares the machine), ` +
+    `${report.workers} worker(s); ` +
     `${report.results.length} jobs in ` +
-    `${report.wallSeconds} s wall (job time / wall time ${overlap.toFixed(2)}).` +
-    (report.failures.length ? ` **${report.failures.length} job(s) failed** (see JSON).` : ""),
+    `${report.wallSeconds} s wall; sum of job times / wall time ${overlap.toFixed(2)} (how busy ` +
+    "the workers were, not a speed-up: jobs run slower when they share cores).",
+    report.failures.length ? ` **${report.failures.length} job(s) failed** (see JSON).` : "",
     "",
     "## Image AUROC per class (paper Table 4 layout)",
     "",
@@ -329,6 +346,36 @@ function accuracyMarkdown(
     "",
   ];
   return lines.join("\n");
+}
+
+/** Parses `--training`: a JSON object of TrainingSchema fields, validated here, not per job. */
+function trainingOverrides(text: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new Error(`--training: not JSON (${error instanceof Error ? error.message : error})`);
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    throw new Error("--training: expected a JSON object of TrainingSchema fields");
+  }
+  const overrides = parsed as Record<string, unknown>;
+  if ("method" in overrides || "learningRate" in overrides) {
+    throw new Error("--training: use --methods and --learning-rate for those fields");
+  }
+  const checked = TrainingSchema.safeParse(overrides);
+  if (!checked.success) {
+    throw new Error(
+      `--training: ${
+        checked.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")
+      }`,
+    );
+  }
+  return overrides;
+}
+
+function loads(average: readonly number[]): string {
+  return average.map((l) => l.toFixed(1)).join("/");
 }
 
 function jobSeconds(result: AccuracyJobResult): number {

@@ -32,6 +32,11 @@ export interface AccuracyConfig {
   steps: number;
   /** Adam learning rate (paper: 1e-4). */
   learningRate: number;
+  /**
+   * Further TrainingSchema fields for every method (e.g. `{ "atdrOutlierCount": "auto" }`);
+   * `method` and `learningRate` come from the job and the field above.
+   */
+  training: Record<string, unknown>;
   /** Clean normal training images per class (before injection). */
   trainCount: number;
   /** Test images per class, half normal, half anomalous. */
@@ -118,7 +123,11 @@ export class AccuracyJobRunner {
         aeLatent: config.aeLatent,
         seed: config.seed,
       }),
-      TrainingSchema.parse({ method: job.method, learningRate: config.learningRate }),
+      TrainingSchema.parse({
+        ...config.training,
+        method: job.method,
+        learningRate: config.learningRate,
+      }),
     );
     try {
       const t1 = performance.now();

@@ -77,8 +77,79 @@ const args = parseArgs({
     "learning-rate": { type: "string", default: "0.001" },
     seed: { type: "string", default: "1" },
     out: { type: "string", default: "/tmp/robust_probe.jsonl" },
+    report: { type: "string" },
+    command: { type: "string", default: "" },
   },
 });
+
+/** Mean of the present numbers, null when there are none. */
+function meanOf(values: readonly (number | null)[]): number | null {
+  const present = values.filter((v): v is number => v !== null);
+  return present.length === 0 ? null : present.reduce((a, b) => a + b, 0) / present.length;
+}
+
+/**
+ * Writes `bench/results/robust-probe.{json,md}` from a results file: per (variant, ratio) the
+ * mean over classes of AUROC (combined, ST, AE) and of rejection precision/recall, plus the
+ * drop from r = 0.
+ */
+export async function writeReport(resultsPath: string, command: string): Promise<void> {
+  const results: ProbeResult[] = (await Deno.readTextFile(resultsPath)).trim().split("\n")
+    .map((line) => JSON.parse(line));
+  const variants = [...new Set(results.map((r) => r.variant))];
+  const ratios = [...new Set(results.map((r) => r.ratio))].sort((a, b) => a - b);
+  const classes = [...new Set(results.map((r) => r.normalClass))].sort((a, b) => a - b);
+  const fmt = (x: number | null, digits = 3) => x === null ? "–" : x.toFixed(digits);
+  const rows: string[] = [];
+  for (const variant of variants) {
+    for (const ratio of ratios) {
+      const cell = results.filter((r) => r.variant === variant && r.ratio === ratio);
+      if (cell.length === 0) continue;
+      const at0 = results.filter((r) =>
+        r.variant === variant && r.ratio === 0 &&
+        cell.some((c) => c.normalClass === r.normalClass)
+      );
+      const drop = at0.length === cell.length
+        ? (meanOf(at0.map((r) => r.auroc))! - meanOf(cell.map((r) => r.auroc))!)
+        : null;
+      rows.push(
+        `| ${variant} | ${ratio} | ${
+          cell.map((r) => r.normalClass).sort((a, b) => a - b).join(",")
+        } | ` +
+          `${fmt(meanOf(cell.map((r) => r.auroc)))} | ${fmt(drop)} | ` +
+          `${fmt(meanOf(cell.map((r) => r.stAuroc)))} | ${
+            fmt(meanOf(cell.map((r) => r.aeAuroc)))
+          } | ` +
+          `${fmt(meanOf(cell.map((r) => r.precision)), 2)} | ${
+            fmt(meanOf(cell.map((r) => r.recall)), 2)
+          } | ` +
+          `${fmt(meanOf(cell.map((r) => r.picksPerBatch)), 2)} | ` +
+          `${fmt(meanOf(cell.map((r) => r.defectRate)), 3)} / ${
+            fmt(meanOf(cell.map((r) => r.trueRate)), 3)
+          } |`,
+      );
+    }
+  }
+  const md = [
+    "# Robust-trainer probe (helper robust, scratch: not bench:accuracy)",
+    "",
+    `Command: \`${command}\``,
+    "",
+    `Classes ${classes.join(", ")}; every number is measured, means over the classes listed in`,
+    "the row. Rejection precision/recall = ATDR picks (training-time rejection candidates) against",
+    "the injected anomalies of the split's manifest, counted over every batch of the run.",
+    "",
+    "| variant | r | classes | AUROC | drop vs r=0 | ST AUROC | AE AUROC | rej. precision | rej. recall | picks/batch | est. / true defect rate |",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
+    ...rows,
+    "",
+  ].join("\n");
+  await Deno.writeTextFile("bench/results/robust-probe.md", md);
+  await Deno.writeTextFile(
+    "bench/results/robust-probe.json",
+    JSON.stringify({ command, results }, null, 2) + "\n",
+  );
+}
 
 const numbers = (text: string) => text.split(",").map(Number);
 
@@ -213,4 +284,7 @@ function seedMathRandom(seed: number): () => void {
   };
 }
 
-if (import.meta.main) await main();
+if (import.meta.main) {
+  if (args.values.report) await writeReport(args.values.report, args.values.command!);
+  else await main();
+}

@@ -61,7 +61,7 @@ Deno.test("simulate publishes fixture images as a camera: Image-Id, fresh Captur
     assert.equal(stored.length, 20);
     const ids = stored.map((m) => m.headers?.get(IMAGE_ID_HEADER) ?? "");
     assert.equal(ids[0], "bad-input-00000");
-    assert.equal(ids[16], "bad-input-00000-r1", "the second round gets new ids");
+    assert.equal(ids[16], "bad-input-00000-p2", "the second pass gets new ids");
     assert.equal(ids[10], "", "a recorded message without Image-Id is published without one");
     for (const message of stored) {
       const at = Date.parse(message.headers?.get(CAPTURED_AT_HEADER) ?? "");

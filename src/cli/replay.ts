@@ -19,8 +19,8 @@ import {
 
 /** Help text of `replay`. */
 export const REPLAY_HELP =
-  `usage: main.ts replay DIR [--line LINE] [--speed X | --rate HZ] [--server URL]
-                      [--all-subjects]
+  `usage: main.ts replay DIR [--line LINE] [--speed X | --rate HZ] [--id-suffix=SUFFIX]
+                      [--server URL] [--all-subjects]
 
 Publishes the messages of the stream directory DIR (format: fixtures/README.md) with their
 recorded headers and payloads. Ground-truth labels (manifest.ndjson) are never published.
@@ -29,6 +29,8 @@ options:
   --line LINE      publish images on inspect.LINE.image instead of their recorded line
   --speed X        keep the recorded timing, X times faster (default 1; "max": no waiting)
   --rate HZ        ignore the recorded timing and publish HZ messages per second
+  --id-suffix=S    append S to every Image-Id (e.g. --id-suffix=-p2), so replaying a stream
+                   again onto a line that has seen it is not rejected as duplicate_image_id
   --server URL     NATS server (default: $NATS_URL or ${DEFAULT_NATS_URL})
   --all-subjects   also publish recorded non-image subjects (skipped by default, so stale
                    verdicts are never replayed onto a live bus)
@@ -43,6 +45,7 @@ export function replayCommand(args: string[]): Promise<number> {
         line: { type: "string" },
         speed: { type: "string" },
         rate: { type: "string" },
+        "id-suffix": { type: "string" },
         server: { type: "string" },
         "all-subjects": { type: "boolean", default: false },
         help: { type: "boolean", default: false },
@@ -90,6 +93,7 @@ export function replayCommand(args: string[]): Promise<number> {
         dir,
         line: values.line,
         pacing,
+        idSuffix: values["id-suffix"],
         allSubjects: values["all-subjects"],
         signal: stop.signal,
         onProgress: (p) =>

@@ -3,11 +3,23 @@
  * stream (default `fixtures/synthetic-line`) on `inspect.<line>.image` with plain core NATS,
  * an `Image-Id` and the current time as `Captured-At`. Ground truth is never published.
  *
+ * Image-Ids are unique on a line for as long as the line keeps them reserved, so every pass
+ * over the stream gets its own ids: pass 1 publishes the recorded ids, pass K the recorded
+ * ids suffixed `-pK`. A new run starts at the first pass the line has not seen, so running
+ * simulate again (or looping with `--repeat`) never produces `duplicate_image_id`
+ * rejections.
+ *
  * @module
  */
 import { parseArgs } from "node:util";
 import { headers, type NatsConnection } from "nats";
-import { CAPTURED_AT_HEADER, IMAGE_ID_HEADER, imageSubject } from "../bus/subjects.ts";
+import {
+  CAPTURED_AT_HEADER,
+  IMAGE_ID_HEADER,
+  imageIdBucket,
+  imageIdKey,
+  imageSubject,
+} from "../bus/subjects.ts";
 import { firstHeader, readStream } from "../streams/format.ts";
 import { lineOfImageSubject } from "../streams/contract.ts";
 import {
@@ -25,18 +37,20 @@ export const DEFAULT_SIMULATE_STREAM = "fixtures/synthetic-line";
 
 /** Help text of `simulate`. */
 export const SIMULATE_HELP =
-  `usage: main.ts simulate [--line LINE] [--rate HZ] [--repeat N] [--count N] [--stream DIR]
-                        [--server URL] [--allow-no-stream]
+  `usage: main.ts simulate [--line LINE] [--rate HZ] [--repeat N] [--first-pass K] [--count N]
+                        [--stream DIR] [--server URL] [--allow-no-stream]
 
 Acts as a camera: publishes the images of a fixture stream on inspect.LINE.image with plain
 core NATS, each with its Image-Id and Captured-At set to the time of publication. Labels
-(manifest.ndjson) are never published.
+(manifest.ndjson) are never published. Pass 1 over the stream publishes the recorded Image-Ids,
+pass K (K >= 2) the recorded ids suffixed "-pK"; a run starts at the first pass whose ids the
+line has not reserved yet, so running simulate again never yields duplicate_image_id.
 
 options:
   --line LINE        line to publish on (default demo)
   --rate HZ          images per second (default: the stream's recorded timing)
-  --repeat N         publish the stream N times; repeats get Image-Ids suffixed "-rK" so they
-                     stay unique on the line (default 1)
+  --repeat N         publish the stream N times (default 1)
+  --first-pass K     number of the first pass (default: the first one the line has not seen)
   --count N          stop after N images
   --stream DIR       fixture stream directory (default ${DEFAULT_SIMULATE_STREAM})
   --server URL       NATS server (default: $NATS_URL or nats://127.0.0.1:4222)
@@ -56,6 +70,8 @@ export interface SimulateOptions {
   rateHz?: number;
   /** Times the stream is published (default 1). */
   repeat?: number;
+  /** Pass number of the first pass, see {@link passImageId} (default 1). */
+  firstPass?: number;
   /** Stop after this many images (default: all). */
   limit?: number;
   /** Stops between images. */
@@ -71,6 +87,7 @@ export async function simulateCamera(options: SimulateOptions): Promise<number> 
   const start = performance.now();
   let published = 0;
   let recordedBase = 0;
+  const firstPass = options.firstPass ?? 1;
   for (let round = 0; round < (options.repeat ?? 1); round++) {
     let lastOffset = 0;
     for await (const message of readStream(dir)) {
@@ -84,7 +101,7 @@ export async function simulateCamera(options: SimulateOptions): Promise<number> 
       const imageId = firstHeader(message.headers, IMAGE_ID_HEADER);
       // Recorded bad inputs may lack an Image-Id: publish them as recorded.
       if (imageId !== undefined) {
-        h.set(IMAGE_ID_HEADER, round === 0 ? imageId : `${imageId}-r${round}`);
+        h.set(IMAGE_ID_HEADER, passImageId(imageId, firstPass + round));
       }
       h.set(CAPTURED_AT_HEADER, new Date().toISOString());
       connection.publish(subject, message.payload, { headers: h });
@@ -99,6 +116,44 @@ export async function simulateCamera(options: SimulateOptions): Promise<number> 
   return published;
 }
 
+/** The Image-Id a recorded id gets in pass `pass` (1-based): pass 1 keeps it, pass K adds `-pK`. */
+export function passImageId(recordedId: string, pass: number): string {
+  if (!Number.isInteger(pass) || pass < 1) throw new RangeError(`pass must be >= 1: ${pass}`);
+  return pass === 1 ? recordedId : `${recordedId}-p${pass}`;
+}
+
+/** The recorded Image-Id of the stream's first image message that has one. */
+export async function firstRecordedImageId(dir: string): Promise<string | undefined> {
+  for await (const message of readStream(dir)) {
+    if (lineOfImageSubject(message.subject) === undefined) continue;
+    const imageId = firstHeader(message.headers, IMAGE_ID_HEADER);
+    if (imageId !== undefined) return imageId;
+  }
+  return undefined;
+}
+
+/**
+ * The first pass whose ids `line` has not reserved: probes the line's Image-Id reservations
+ * (the KV bucket ingest claims ids in) for the stream's first id in pass 1, 2, ... Images still
+ * waiting for ingest are not reserved yet, so two runs while ingest is down can overlap.
+ */
+export async function firstUnusedPass(
+  connection: NatsConnection,
+  line: string,
+  firstImageId: string | undefined,
+): Promise<number> {
+  if (firstImageId === undefined) return 1;
+  const kv = await connection.jetstream().views.kv(imageIdBucket(line), { bindOnly: true });
+  try {
+    await kv.status();
+  } catch {
+    return 1; // no ingest ever ran on this line: nothing is reserved
+  }
+  let pass = 1;
+  while ((await kv.get(imageIdKey(passImageId(firstImageId, pass))))?.operation === "PUT") pass++;
+  return pass;
+}
+
 /** Entry point of `main.ts simulate`; returns the exit code (0 ok, 1 failure, 2 usage). */
 export function simulateCommand(args: string[]): Promise<number> {
   return runCommand("simulate", async () => {
@@ -108,6 +163,7 @@ export function simulateCommand(args: string[]): Promise<number> {
         line: { type: "string", default: "demo" },
         rate: { type: "string" },
         repeat: { type: "string", default: "1" },
+        "first-pass": { type: "string" },
         count: { type: "string" },
         stream: { type: "string", default: DEFAULT_SIMULATE_STREAM },
         server: { type: "string" },
@@ -125,6 +181,9 @@ export function simulateCommand(args: string[]): Promise<number> {
     }
     const rateHz = values.rate === undefined ? undefined : positiveNumber("rate", values.rate);
     const repeat = positiveInteger("repeat", values.repeat);
+    const chosenPass = values["first-pass"] === undefined
+      ? undefined
+      : positiveInteger("first-pass", values["first-pass"]);
     const limit = values.count === undefined ? undefined : positiveInteger("count", values.count);
     const url = natsUrl(values.server);
     const connection = await connectNats(url, `inspect-${values.line}-camera`);
@@ -140,6 +199,14 @@ export function simulateCommand(args: string[]): Promise<number> {
           );
         }
       }
+      const firstPass = chosenPass ??
+        await firstUnusedPass(connection, values.line, await firstRecordedImageId(values.stream));
+      if (firstPass > 1) {
+        console.log(
+          `simulate: line ${values.line} has seen ${firstPass - 1} pass(es) of ${values.stream}; ` +
+            `publishing pass ${firstPass}, Image-Ids suffixed -p${firstPass}`,
+        );
+      }
       const abort = new AbortController();
       const onSignal = () => abort.abort();
       Deno.addSignalListener("SIGINT", onSignal);
@@ -151,6 +218,7 @@ export function simulateCommand(args: string[]): Promise<number> {
           line: values.line,
           rateHz,
           repeat,
+          firstPass,
           limit,
           signal: abort.signal,
           onImage: (n) => {

@@ -73,6 +73,24 @@ export const ModelSchema = z.object({
 /** Detector configuration. */
 export type ModelConfig = z.infer<typeof ModelSchema>;
 
+/**
+ * Online defect-rate estimate for contamination-aware ATDR: the EMA of the share of a batch
+ * whose ATDR distance sum has a robust (median/MAD) z-score above `zCut`; k outliers per batch
+ * = min(⌊b · maxFraction⌋, round(margin · rate · b)).
+ */
+export const ContaminationSchema = z.object({
+  /** Robust z-score of a distance sum above which a sample counts as a suspected defect. */
+  zCut: z.number().positive().default(2.5),
+  /** EMA weight of the newest batch (0.05 ≈ the last 20 batches). */
+  smoothing: z.number().gt(0).max(1).default(0.05),
+  /** Largest share of a batch down-weighted. */
+  maxFraction: z.number().min(0).lt(1).default(0.5),
+  /** Factor on the expected defects per batch, covering batches with more than the average. */
+  margin: z.number().min(0).default(2),
+}).strict();
+/** Contamination estimator configuration. */
+export type ContaminationConfig = z.infer<typeof ContaminationSchema>;
+
 /** AD² and optimiser hyper-parameters (paper §4.1 defaults). */
 export const TrainingSchema = z.object({
   method: MethodSchema.default("ad2"),
@@ -89,6 +107,20 @@ export const TrainingSchema = z.object({
   xi: z.number().min(0).max(1).default(0.1),
   /** ATDR: distance between student feature maps of two samples (Eq. 5). */
   atdrDistance: z.enum(["l2", "cosine"]).default("l2"),
+  /**
+   * ATDR: samples down-weighted per batch. A number is fixed (the paper: 1, Eq. 6's argmax);
+   * `"auto"` follows an online estimate of the line's defect rate (see `contamination`).
+   * Only used by the `atdr` and `ad2` methods; at most batchSize − 1.
+   */
+  atdrOutlierCount: z.union([z.literal("auto"), z.number().int().min(0).max(63)]).default(1),
+  /** The defect-rate estimator behind `atdrOutlierCount: "auto"` (src/ad2/contamination.ts). */
+  contamination: ContaminationSchema.default({}),
+  /**
+   * Protects the autoencoder branch from ATDR's outliers: `off` (the paper: AE and student–AE
+   * losses weigh every sample equally), `weights` (outliers weigh ξ there too), `exclude`
+   * (outliers weigh 0 there). Only used by the `atdr` and `ad2` methods.
+   */
+  protectAutoencoder: z.enum(["off", "weights", "exclude"]).default("off"),
   /** Map-normalisation quantiles (EfficientAD: 0.9 and 0.995). */
   mapQuantileA: z.number().min(0).max(1).default(0.9),
   mapQuantileB: z.number().min(0).max(1).default(0.995),
@@ -134,6 +166,27 @@ export const ThresholdPolicySchema = z.object({
 /** Threshold policy configuration. */
 export type ThresholdPolicy = z.infer<typeof ThresholdPolicySchema>;
 
+/**
+ * Training-set hygiene of the live trainer (src/stages/hygiene.ts): when ATDR-flagged images
+ * leave the replay buffer, with a cap on the rejection rate (against confirmation bias) and
+ * periodic re-admission from a quarantine (against rejecting a new normal forever). The
+ * defaults reproduce the pre-hygiene trainer: every flagged image leaves at once, no guard.
+ */
+export const HygieneSchema = z.object({
+  /** ATDR flags after which an image leaves the buffer. */
+  flagsToReject: z.number().int().min(1).default(1),
+  /** Largest share of the last `rateWindow` distinct trained images that may be rejected (1 = no cap). */
+  maxRejectedFraction: z.number().min(0).max(1).default(1),
+  /** Distinct images the cap is measured over. */
+  rateWindow: z.number().int().min(1).default(256),
+  /** Put the oldest quarantined image back into the buffer every this many steps (0 = never). */
+  readmitEverySteps: z.number().int().min(0).default(0),
+  /** Rejected images kept for re-admission (0 = none kept). */
+  quarantineSize: z.number().int().min(0).max(100_000).default(0),
+}).strict();
+/** Hygiene configuration. */
+export type HygieneConfig = z.infer<typeof HygieneSchema>;
+
 /** The trainer stage: warm-up, model publication cadence and its image buffer. */
 export const TrainerStageSchema = z.object({
   /** Training steps before the first model version is published; verdicts are `warming_up` until then. */
@@ -152,6 +205,8 @@ export const TrainerStageSchema = z.object({
   keepVersions: z.number().int().min(1).default(5),
   /** Seed of the replay sampling. */
   seed: z.number().int().default(1),
+  /** Which flagged images stop being trained on. */
+  hygiene: HygieneSchema.default({}),
 }).strict();
 /** Trainer stage configuration. */
 export type TrainerStageConfig = z.infer<typeof TrainerStageSchema>;

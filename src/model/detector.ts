@@ -33,6 +33,7 @@ import {
   createAutoencoder,
 } from "./autoencoder.ts";
 import { loadTeacher, type Teacher } from "./teacher.ts";
+import { ContaminationEstimator } from "../ad2/contamination.ts";
 
 /** What one training step did. Loss values are plain numbers, read after the step. */
 export interface TrainStepReport {
@@ -44,6 +45,8 @@ export interface TrainStepReport {
   outliers: number[];
   /** Per-sample ATDR distance sums (Eq. 5), empty when ATDR is off. */
   distanceSums: number[];
+  /** Estimated defect rate after this step (`atdrOutlierCount: "auto"`), else null. */
+  defectRate: number | null;
 }
 
 /** The verdict material for one image. */
@@ -88,6 +91,8 @@ export class Detector {
   #teacherStats?: TeacherStats;
   #quantiles?: MapQuantiles;
   #step = 0;
+  /** Defect-rate estimate for `atdrOutlierCount: "auto"` (null otherwise). */
+  #contamination: ContaminationEstimator | null;
 
   private constructor(
     model: ModelConfig,
@@ -106,6 +111,9 @@ export class Detector {
       seed: model.seed + 1,
     });
     this.#optimizer = tf.train.adam(training.learningRate, 0.9, 0.999, 1e-8);
+    this.#contamination = training.atdrOutlierCount === "auto"
+      ? new ContaminationEstimator(training.contamination)
+      : null;
   }
 
   /** Builds a fresh detector (teacher loaded per `model.teacher`; students randomly initialised). */
@@ -190,6 +198,11 @@ export class Detector {
     let distanceSums: number[] = [];
     const lossValues: Record<string, tf.Scalar> = {};
     const variables = this.namedVariables().map((v) => v.variable);
+    const batchSize = batch.shape[0];
+    const usesAtdr = cfg.method === "atdr" || cfg.method === "ad2";
+    // k is fixed before the batch is seen (causal); the batch then updates the estimate.
+    const outlierCount = this.#contamination?.outlierCount(batchSize) ??
+      (cfg.atdrOutlierCount === "auto" ? 1 : cfg.atdrOutlierCount);
     tf.tidy(() => {
       const target = this.#teacherFeatures(batch, stats);
       const input = toNetworkInput(batch);
@@ -208,13 +221,17 @@ export class Detector {
             pHard: cfg.pHard,
             xi: cfg.xi,
             metric: cfg.atdrDistance,
+            outlierCount,
           },
         );
         outliers = st.outliers;
         distanceSums = st.distanceSums;
+        const aeWeights = usesAtdr
+          ? autoencoderSampleWeights(batchSize, outliers, cfg.protectAutoencoder, cfg.xi)
+          : undefined;
         const aeOut = autoencoderForward(this.autoencoder, input, true);
-        const ae = sampleWeightedMeanSquare(target, aeOut);
-        const stae = sampleWeightedMeanSquare(aeOut, studentAe as tf.Tensor4D);
+        const ae = sampleWeightedMeanSquare(target, aeOut, aeWeights);
+        const stae = sampleWeightedMeanSquare(aeOut, studentAe as tf.Tensor4D, aeWeights);
         const total = st.loss.add(ae).add(stae) as tf.Scalar;
         lossValues.st = tf.keep(st.loss);
         lossValues.ae = tf.keep(ae);
@@ -237,7 +254,14 @@ export class Detector {
     // A part may be the very tensor of the loss (baseline: st === hard), so dispose once.
     tf.dispose([...new Set(Object.values(lossValues))]);
     this.#step += 1;
-    return { step: this.#step, losses, outliers, distanceSums };
+    if (this.#contamination && distanceSums.length > 0) this.#contamination.update(distanceSums);
+    return {
+      step: this.#step,
+      losses,
+      outliers,
+      distanceSums,
+      defectRate: this.#contamination?.rate ?? null,
+    };
   }
 
   /**
@@ -334,6 +358,23 @@ export class Detector {
     }
     return this.#quantiles;
   }
+}
+
+/**
+ * Per-sample weights of the AE and student–AE losses: undefined (all equal, the paper) for
+ * `off` or no outliers; else 1 for inliers and ξ (`weights`) or 0 (`exclude`) for outliers.
+ */
+export function autoencoderSampleWeights(
+  batchSize: number,
+  outliers: readonly number[],
+  protection: TrainingConfig["protectAutoencoder"],
+  xi: number,
+): number[] | undefined {
+  if (protection === "off" || outliers.length === 0) return undefined;
+  const outlierWeight = protection === "weights" ? xi : 0;
+  const weights = new Array<number>(batchSize).fill(1);
+  for (const i of outliers) weights[i] = outlierWeight;
+  return weights;
 }
 
 /** Students and autoencoder see images in [-1, 1], the range the teachers are trained on. */

@@ -24,13 +24,14 @@ import { publishTrainingEvent } from "../bus/publishers.ts";
 import { consumerBacklog, ensureDurableConsumer, ensureLineStreams } from "../bus/streams.ts";
 import { TRAINER_CONSUMER } from "../bus/subjects.ts";
 import { ImageBuffer } from "./image_buffer.ts";
+import { RejectionPolicy } from "./hygiene.ts";
+import { trainStepFromBuffer } from "./buffer_training.ts";
 import {
   createDetector,
   type Detector,
   detectorFromBlob,
   detectorToBlob,
   imageBatches,
-  imagesToBatch,
   liveTensors,
   saveDetector,
   useBackend,
@@ -69,6 +70,7 @@ export class TrainerStage implements PipelineStage {
   readonly #checkpointDir: string;
   readonly #log: StageLog;
   readonly #buffer: ImageBuffer;
+  readonly #hygiene: RejectionPolicy<Float32Array>;
   readonly #wakeup = new Wakeup();
   #js?: JetStreamClient;
   #jsm?: JetStreamManager;
@@ -93,6 +95,7 @@ export class TrainerStage implements PipelineStage {
     this.#checkpointDir = options.checkpointDir;
     this.#log = options.log;
     this.#buffer = new ImageBuffer(options.config.trainer.bufferSize, options.config.trainer.seed);
+    this.#hygiene = new RejectionPolicy(options.config.trainer.hygiene);
   }
 
   /** Resumes from the current version (or starts fresh), then consumes and trains. */
@@ -178,25 +181,22 @@ export class TrainerStage implements PipelineStage {
       this.#log.info(`teacher statistics fitted on ${images.length} images`);
       return true;
     }
-    const batch = this.#buffer.takeBatch(batchSize);
-    if (!batch) return false;
-    const tensor = imagesToBatch(batch.map((image) => image.pixels), size);
-    let report;
-    try {
-      report = detector.trainStep(tensor);
-    } finally {
-      tensor.dispose();
-    }
-    this.#imagesTrained += batch.filter((image) => image.trained === 1).length;
+    const result = trainStepFromBuffer(detector, this.#buffer, this.#hygiene);
+    if (!result) return false;
+    const { report, downWeighted, rejected, readmitted } = result;
+    this.#imagesTrained += result.fresh;
     this.#lastLoss = report.losses.total ?? null;
-    const downWeighted = report.outliers.map((index) => batch[index].imageId);
-    this.#downWeighted += this.#buffer.remove(downWeighted);
+    this.#downWeighted += rejected.length;
     await publishTrainingEvent(this.#js!, {
       line: this.#config.line,
       step: report.step,
       losses: report.losses,
-      batch: batch.map((image) => image.imageId),
+      batch: result.batch,
       downWeighted,
+      rejected,
+      readmitted,
+      defectRate: report.defectRate,
+      hygiene: this.#hygiene.stats,
       modelVersion: this.#published?.version ?? null,
       at: new Date().toISOString(),
     });
@@ -299,6 +299,10 @@ export class TrainerStage implements PipelineStage {
         bufferedUntrained: this.#buffer.untrained,
         skippedUntrained: this.#buffer.skipped,
         downWeighted: this.#downWeighted,
+        hygieneRejected: this.#hygiene.stats.rejected,
+        hygieneRefusedByCap: this.#hygiene.stats.refusedByCap,
+        hygieneReadmitted: this.#hygiene.stats.readmitted,
+        hygieneQuarantined: this.#hygiene.stats.quarantined,
         unreadable: this.#unreadable,
         warmupSteps: this.#config.trainer.warmupSteps,
         tensors: liveTensors(),

@@ -1,12 +1,13 @@
 /**
  * Replays a fixture stream onto NATS, with its recorded timing (optionally sped up) or at a
- * fixed rate, optionally moved to another line. Only messages are published: the manifest
+ * fixed rate, optionally moved to another line and with every Image-Id suffixed (so a stream
+ * can be replayed again onto a line that has seen its ids). Only messages are published: the manifest
  * is never read here, so ground truth cannot leak onto the bus.
  *
  * @module
  */
 import { headers as natsHeaders, type NatsConnection } from "nats";
-import { assertLineName, imageSubject, lineOfImageSubject } from "./contract.ts";
+import { assertLineName, IMAGE_ID_HEADER, imageSubject, lineOfImageSubject } from "./contract.ts";
 import { type MessageHeaders, readStream } from "./format.ts";
 
 /** How fast to publish. */
@@ -34,6 +35,11 @@ export interface ReplayOptions {
   dir: string;
   /** Publish image messages on `inspect.<line>.image` instead of their recorded line. */
   line?: string;
+  /**
+   * Appended to every `Image-Id` header value (e.g. `-p2`), so a second replay onto the same
+   * line is not rejected as duplicates; messages without an Image-Id stay without one.
+   */
+  idSuffix?: string;
   /** Timing (default: recorded timing at speed 1). */
   pacing?: ReplayPacing;
   /**
@@ -67,6 +73,9 @@ export async function replayStream(options: ReplayOptions): Promise<ReplayResult
     throw new RangeError(`rate must be a positive number of messages per second: ${pacing.hz}`);
   }
   if (line !== undefined) assertLineName(line);
+  if (/[\r\n]/.test(options.idSuffix ?? "")) {
+    throw new RangeError("idSuffix cannot contain line breaks (it goes into a NATS header)");
+  }
   const progress: ReplayProgress = { published: 0, skipped: 0, bytes: 0 };
   const start = performance.now();
   let aborted = false;
@@ -94,7 +103,7 @@ export async function replayStream(options: ReplayOptions): Promise<ReplayResult
     const subject = recordedLine !== undefined && line !== undefined
       ? imageSubject(line)
       : message.subject;
-    const headers = toNatsHeaders(message.headers);
+    const headers = toNatsHeaders(message.headers, options.idSuffix ?? "");
     connection.publish(subject, message.payload, headers ? { headers } : {});
     progress.published++;
     progress.bytes += message.payload.length;
@@ -105,12 +114,13 @@ export async function replayStream(options: ReplayOptions): Promise<ReplayResult
   return { ...progress, aborted };
 }
 
-function toNatsHeaders(recorded: MessageHeaders) {
+function toNatsHeaders(recorded: MessageHeaders, idSuffix: string) {
   const entries = Object.entries(recorded);
   if (entries.length === 0) return undefined;
   const headers = natsHeaders();
   for (const [key, values] of entries) {
-    for (const value of values) headers.append(key, value);
+    const suffix = key.toLowerCase() === IMAGE_ID_HEADER.toLowerCase() ? idSuffix : "";
+    for (const value of values) headers.append(key, value + suffix);
   }
   return headers;
 }

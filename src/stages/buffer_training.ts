@@ -1,0 +1,62 @@
+/**
+ * One live training step from the trainer's buffer: take a batch, train, let the hygiene policy
+ * decide which ATDR-flagged images leave the buffer and which quarantined ones come back.
+ * Shared by the trainer stage and the drift tests, so both run exactly this bookkeeping.
+ *
+ * @module
+ */
+import type { Detector, TrainStepReport } from "../model/detector.ts";
+import type { ImageBuffer } from "./image_buffer.ts";
+import type { RejectionPolicy } from "./hygiene.ts";
+import { imagesToBatch } from "./model_port.ts";
+
+/** What one buffered training step did. */
+export interface BufferStepResult {
+  /** The detector's step report. */
+  report: TrainStepReport;
+  /** Image-Ids of the batch, in batch order. */
+  batch: string[];
+  /** Images of the batch never trained on before this step. */
+  fresh: number;
+  /** Image-Ids ATDR down-weighted in this step. */
+  downWeighted: string[];
+  /** Image-Ids that left the buffer. */
+  rejected: string[];
+  /** Image-Ids put back into the buffer from quarantine. */
+  readmitted: string[];
+}
+
+/**
+ * Trains one step on a batch from `buffer` (null when the buffer has no batch ready), then
+ * applies `hygiene`: rejected images are removed, re-admitted ones added back as untrained.
+ */
+export function trainStepFromBuffer(
+  detector: Detector,
+  buffer: ImageBuffer,
+  hygiene: RejectionPolicy<Float32Array>,
+): BufferStepResult | null {
+  const batch = buffer.takeBatch(detector.training.batchSize);
+  if (!batch) return null;
+  const tensor = imagesToBatch(batch.map((image) => image.pixels), detector.model.imageSize);
+  let report: TrainStepReport;
+  try {
+    report = detector.trainStep(tensor);
+  } finally {
+    tensor.dispose();
+  }
+  const rejected = hygiene.review(
+    batch.map((image) => ({ imageId: image.imageId, item: image.pixels })),
+    report.outliers,
+  );
+  buffer.remove(rejected);
+  const readmitted = hygiene.readmit();
+  for (const image of readmitted) buffer.add(image.imageId, image.item);
+  return {
+    report,
+    batch: batch.map((image) => image.imageId),
+    fresh: batch.filter((image) => image.trained === 1).length,
+    downWeighted: report.outliers.map((index) => batch[index].imageId),
+    rejected,
+    readmitted: readmitted.map((image) => image.imageId),
+  };
+}

@@ -1,0 +1,89 @@
+import { strict as assert } from "node:assert";
+import { type HygieneOptions, RejectionPolicy, rejectionQuality } from "../src/stages/hygiene.ts";
+
+const NO_GUARDS: HygieneOptions = {
+  flagsToReject: 1,
+  maxRejectedFraction: 1,
+  rateWindow: 100,
+  readmitEverySteps: 0,
+  quarantineSize: 0,
+};
+
+const batchOf = (...ids: string[]) => ids.map((imageId) => ({ imageId, item: imageId }));
+
+Deno.test("hygiene: without guards every flagged image is rejected at once (pre-hygiene behaviour)", () => {
+  const policy = new RejectionPolicy<string>(NO_GUARDS);
+  assert.deepEqual(policy.review(batchOf("a", "b", "c"), [2, 0]), ["a", "c"]);
+  assert.deepEqual(policy.stats, { rejected: 2, refusedByCap: 0, readmitted: 0, quarantined: 0 });
+  assert.deepEqual(policy.readmit(), []);
+});
+
+Deno.test("hygiene: an image is rejected only on its flagsToReject-th flag", () => {
+  const policy = new RejectionPolicy<string>({ ...NO_GUARDS, flagsToReject: 2 });
+  assert.deepEqual(policy.review(batchOf("a", "b"), [0]), []);
+  assert.deepEqual(policy.review(batchOf("b", "a"), [0]), []); // b's first flag
+  assert.deepEqual(policy.review(batchOf("a", "b"), [0, 1]), ["a", "b"]);
+});
+
+Deno.test("hygiene: the rejection-rate cap refuses rejections beyond the share (hand trace)", () => {
+  const policy = new RejectionPolicy<string>({
+    ...NO_GUARDS,
+    maxRejectedFraction: 0.25,
+    rateWindow: 4,
+  });
+  // a: 1/1, b: 1/2, c: 1/3 exceed 0.25 → refused; d: 1/4 = 0.25 → rejected.
+  assert.deepEqual(policy.review(batchOf("a", "b", "c", "d"), [0, 1, 2, 3]), ["d"]);
+  // e: the last 3 decisions [no, no, yes] + e → 2/4 > 0.25 → refused.
+  assert.deepEqual(policy.review(batchOf("e"), [0]), []);
+  assert.deepEqual(policy.stats, { rejected: 1, refusedByCap: 4, readmitted: 0, quarantined: 0 });
+  assert.equal(policy.rejectedFraction, 0.25); // window [no, no, yes, no]
+});
+
+Deno.test("hygiene: quarantined images come back, oldest first, every readmitEverySteps", () => {
+  const policy = new RejectionPolicy<string>({
+    ...NO_GUARDS,
+    readmitEverySteps: 2,
+    quarantineSize: 2,
+  });
+  policy.review(batchOf("a", "b", "c"), [0, 1, 2]); // step 1: quarantine keeps b, c
+  assert.deepEqual(policy.readmit(), []); // step 1 is not a multiple of 2
+  policy.review(batchOf("d"), []); // step 2
+  assert.deepEqual(policy.readmit(), [{ imageId: "b", item: "b" }]);
+  assert.deepEqual(policy.stats, { rejected: 3, refusedByCap: 0, readmitted: 1, quarantined: 1 });
+});
+
+Deno.test("hygiene: bad options are refused", () => {
+  assert.throws(() => new RejectionPolicy({ ...NO_GUARDS, flagsToReject: 0 }), /flagsToReject/);
+  assert.throws(
+    () => new RejectionPolicy({ ...NO_GUARDS, maxRejectedFraction: 1.5 }),
+    /maxRejectedFraction/,
+  );
+  assert.throws(() => new RejectionPolicy({ ...NO_GUARDS, rateWindow: 0 }), /rateWindow/);
+  assert.throws(
+    () => new RejectionPolicy({ ...NO_GUARDS, readmitEverySteps: -1 }),
+    /readmitEverySteps/,
+  );
+});
+
+Deno.test("rejectionQuality: precision and recall against a manifest, each image once", () => {
+  const anomalous = new Set(["x", "y", "z"]);
+  const quality = rejectionQuality(
+    ["a", "b", "x", "y", "x", "c"], // z never reached a batch
+    ["x", "a", "x"],
+    (id) => anomalous.has(id),
+  );
+  assert.deepEqual(quality, {
+    rejected: 2,
+    truePositives: 1,
+    anomaliesSeen: 2,
+    precision: 0.5,
+    recall: 0.5,
+  });
+  assert.deepEqual(rejectionQuality(["a"], [], () => false), {
+    rejected: 0,
+    truePositives: 0,
+    anomaliesSeen: 0,
+    precision: null,
+    recall: null,
+  });
+});
