@@ -10,8 +10,9 @@
  *  4. pipeline throughput: a separate section, not measured yet (see
  *     {@link pipelineThroughputSection}).
  *
- * Every measurement runs in a fresh worker, one at a time, so one failure (e.g. wasm running
- * out of its 4 GiB) or a slow backend cannot spoil the others. Writes
+ * Every measurement runs in its own Deno process, one at a time, so one failure (e.g. wasm
+ * running out of its 4 GiB), a slow backend or a timeout cannot spoil the others, and RSS is
+ * the measured run's alone. Writes
  * `bench/results/speed.{json,md}`.
  *
  * @module
@@ -31,9 +32,9 @@ import type {
   SpeedMeasurement,
   SpeedMetric,
 } from "./speed_measure.ts";
-import type { SpeedWorkerJob } from "./speed_worker.ts";
+import type { SpeedChildJob } from "./speed_child.ts";
 import { type PeerMode, type PeerTiming, runTorchPeer } from "./torch_peer.ts";
-import { runInFreshWorker } from "./worker_pool.ts";
+import { runChild } from "./child_process.ts";
 import {
   type Environment,
   environment,
@@ -46,7 +47,7 @@ import {
 } from "./report.ts";
 import { secondsSince } from "./timing.ts";
 
-const WORKER_URL = new URL("./speed_worker.ts", import.meta.url);
+const CHILD_URL = new URL("./speed_child.ts", import.meta.url);
 const BATCH = 8;
 const METRICS: SpeedMetric[] = ["pdnForward", "pdnTrainStep", "detectorScore", "detectorTrainStep"];
 const METRIC_LABELS: Record<SpeedMetric, string> = {
@@ -75,7 +76,7 @@ export interface SpeedOptions {
   maxCalls: number;
   /** Stop repeating once timed calls took this many seconds. */
   budgetSeconds: number;
-  /** Stop a measurement (its worker) after this many seconds. */
+  /** Stop a measurement (kill its process) after this many seconds. */
   timeoutSeconds: number;
   /** Run the PyTorch peer. */
   peer: boolean;
@@ -112,25 +113,62 @@ export interface PeerEntry {
 }
 
 /** Summary of the long scoring run. */
-export interface MemorySummary {
+export interface MemorySummary extends Partial<MemoryVerdict> {
   /** Settings. */
   job: MemoryRunJob;
   /** Samples taken over the run (empty when it failed). */
   samples: MemorySample[];
   /** Steady-state scoring time per image. */
   msPerImage: number | null;
-  /** numTensors at the last sample minus at the first. */
-  tensorGrowth: number | null;
-  /** RSS (MiB) at the last sample minus at the sample after 10 % of the run (warm-up). */
-  rssGrowthMiB: number | null;
-  /** Flat = no tensor growth and RSS growth under {@link RSS_FLAT_MIB}. */
-  flat: boolean | null;
   /** Failure reason. */
   note?: string;
 }
 
-/** RSS growth after warm-up (MiB) below which the long run counts as flat. */
-export const RSS_FLAT_MIB = 32;
+/** Whether the long run's memory stayed flat, and the numbers that decide it. */
+export interface MemoryVerdict {
+  /** numTensors at the last sample minus at the first. */
+  tensorGrowth: number;
+  /** wasm linear memory at the end minus after warm-up (MiB); null off wasm. */
+  wasmGrowthMiB: number | null;
+  /**
+   * Highest RSS in the second half of the run minus the highest RSS between warm-up (10 %)
+   * and half-way (MiB): garbage collection makes RSS saw-toothed, so new highs, not the last
+   * sample, show growth.
+   */
+  rssNewHighMiB: number;
+  /** No tensor or wasm growth and `rssNewHighMiB` under {@link RSS_NEW_HIGH_LIMIT_MIB}. */
+  flat: boolean;
+}
+
+/** RSS new-high margin (MiB) under which the long run counts as flat. */
+export const RSS_NEW_HIGH_LIMIT_MIB = 64;
+
+/** Decides whether memory stayed flat over samples in run order (at least one). */
+export function memoryVerdict(samples: readonly MemorySample[], images: number): MemoryVerdict {
+  if (samples.length === 0) throw new RangeError("memoryVerdict needs at least one sample");
+  const first = samples[0];
+  const last = samples[samples.length - 1];
+  const warm = samples.find((s) => s.imagesScored >= images * 0.1) ?? first;
+  const firstHalf = samples.filter((s) =>
+    s.imagesScored >= warm.imagesScored && s.imagesScored <= images / 2
+  );
+  const secondHalf = samples.filter((s) => s.imagesScored > images / 2);
+  const highest = (list: readonly MemorySample[]) => Math.max(...list.map((s) => s.rssMiB));
+  const rssNewHighMiB = secondHalf.length && firstHalf.length
+    ? highest(secondHalf) - highest(firstHalf)
+    : 0;
+  const tensorGrowth = last.numTensors - first.numTensors;
+  const wasmGrowthMiB = last.wasmMemoryMiB !== null && warm.wasmMemoryMiB !== null
+    ? last.wasmMemoryMiB - warm.wasmMemoryMiB
+    : null;
+  return {
+    tensorGrowth,
+    wasmGrowthMiB,
+    rssNewHighMiB,
+    flat: tensorGrowth === 0 && (wasmGrowthMiB ?? 0) === 0 &&
+      rssNewHighMiB < RSS_NEW_HIGH_LIMIT_MIB,
+  };
+}
 
 /** Everything speed.json records. */
 export interface SpeedReport {
@@ -226,8 +264,8 @@ async function measureEntry(
   if (reason) return { ...base, note: `unavailable: ${reason}` };
   const skip = skipReason(speedCase, backend, metric, options, done);
   if (skip) return { ...base, note: skip };
-  const outcome = await runInFreshWorker<SpeedWorkerJob, SpeedMeasurement>(
-    WORKER_URL,
+  const outcome = await runChild<SpeedChildJob, SpeedMeasurement>(
+    CHILD_URL,
     {
       kind: "speed",
       job: {
@@ -312,41 +350,22 @@ async function runMemory(
   );
   // Generous limit: ten times a pessimistic 100 ms per image, at least 10 minutes.
   const timeoutMs = Math.max(600_000, job.images * 1000);
-  const outcome = await runInFreshWorker<SpeedWorkerJob, MemoryRunResult>(
-    WORKER_URL,
+  const outcome = await runChild<SpeedChildJob, MemoryRunResult>(
+    CHILD_URL,
     { kind: "memory", job },
     timeoutMs,
   );
-  const failed = (note: string): MemorySummary => ({
-    job,
-    samples: [],
-    msPerImage: null,
-    tensorGrowth: null,
-    rssGrowthMiB: null,
-    flat: null,
-    note,
-  });
+  const failed = (note: string): MemorySummary => ({ job, samples: [], msPerImage: null, note });
   if (!outcome.ok) return failed(outcome.error.split("\n")[0]);
   if (!outcome.result.ok) return failed(outcome.result.reason);
   const { samples, msPerImage } = outcome.result;
-  const first = samples[0];
-  const last = samples[samples.length - 1];
-  const warm = samples.find((s) => s.imagesScored >= job.images * 0.1) ?? first;
-  const tensorGrowth = last.numTensors - first.numTensors;
-  const rssGrowthMiB = last.rssMiB - warm.rssMiB;
-  const summary: MemorySummary = {
-    job,
-    samples,
-    msPerImage,
-    tensorGrowth,
-    rssGrowthMiB,
-    flat: tensorGrowth === 0 && rssGrowthMiB < RSS_FLAT_MIB,
-  };
+  const verdict = memoryVerdict(samples, job.images);
   log(
-    `long run: ${last.imagesScored} images, numTensors ${first.numTensors} → ${last.numTensors}, ` +
-      `RSS ${warm.rssMiB} → ${last.rssMiB} MiB after warm-up, ${fixed(msPerImage, 1)} ms/image`,
+    `long run: numTensors growth ${verdict.tensorGrowth}, wasm memory growth ` +
+      `${verdict.wasmGrowthMiB} MiB, RSS new high ${verdict.rssNewHighMiB} MiB → ` +
+      `${verdict.flat ? "flat" : "NOT flat"}; ${fixed(msPerImage, 1)} ms/image`,
   );
-  return summary;
+  return { job, samples, msPerImage, ...verdict };
 }
 
 /** Our timings beside the peer's: one row per case, backend and metric. */
@@ -369,8 +388,10 @@ export function speedTable(report: SpeedReport): Table {
       entry.backend,
       METRIC_LABELS[entry.metric] + (entry.metric === "detectorScore" ? ", per image" : ""),
       entry.ms === null ? "—" : fixed(entry.ms, 1),
-      peerMode ? (peerMs === null ? (peer && !peer.ok ? "failed" : "—") : fixed(peerMs, 0)) : "",
-      peerMode ? ratio : "",
+      peerMode && !entry.note?.startsWith("unavailable")
+        ? (peerMs === null ? (peer && !peer.ok ? "failed" : "—") : fixed(peerMs, 0))
+        : "",
+      peerMode && !entry.note?.startsWith("unavailable") ? ratio : "",
       shortNote(entry.note),
     ]);
   }
@@ -405,11 +426,21 @@ export function noteList(report: SpeedReport): string[] {
 /** The long run's samples. */
 export function memoryTable(memory: MemorySummary): Table {
   return {
-    headers: ["images scored", "seconds", "RSS MiB", "numTensors", "tensor MiB"],
+    headers: [
+      "images scored",
+      "seconds",
+      "RSS MiB",
+      "JS heap MiB",
+      "wasm memory MiB",
+      "numTensors",
+      "tensor MiB",
+    ],
     rows: memory.samples.map((s) => [
       String(s.imagesScored),
       fixed(s.seconds, 1),
       String(s.rssMiB),
+      String(s.jsHeapMiB),
+      s.wasmMemoryMiB === null ? "—" : String(s.wasmMemoryMiB),
       String(s.numTensors),
       fixed(s.tensorMiB, 1),
     ]),
@@ -425,7 +456,7 @@ function speedMarkdown(report: SpeedReport): string {
     `Run: ${env.date}, commit ${env.commit}, Deno ${env.deno}, tfjs ${env.tfjs}, ${env.cpu}, ` +
     `${env.memoryGiB} GiB; ${report.wallSeconds} s in all. Median of up to ` +
     `${report.options.maxCalls} timed calls after one warm-up call (fewer when calls are ` +
-    `slow), each measurement in a fresh worker, one at a time. tfjs wasm is single-threaded ` +
+    `slow), each measurement in its own Deno process, one at a time. tfjs wasm is single-threaded ` +
     "under Deno" +
     (peerInfo?.ok
       ? `; the PyTorch peer (torch ${peerInfo.torch}) ran ${peerInfo.threads} thread(s).`
@@ -452,10 +483,13 @@ function speedMarkdown(report: SpeedReport): string {
     lines.push(
       `${memory.job.images} synthetic images scored in batches of ${memory.job.batch} ` +
         `(${c.imageSize} px, student ${c.studentWidth}, ${memory.job.backend}), ` +
-        `${fixed(memory.msPerImage, 1)} ms per image. numTensors growth ${memory.tensorGrowth}; ` +
-        `RSS growth after the first 10 % ${memory.rssGrowthMiB} MiB → ` +
-        `**${memory.flat ? "flat" : "NOT flat"}** (flat: no tensor growth and RSS growth under ` +
-        `${RSS_FLAT_MIB} MiB).`,
+        `${fixed(memory.msPerImage, 1)} ms per image, in a process of its own. numTensors ` +
+        `growth ${memory.tensorGrowth}; wasm memory growth after the first 10 % ` +
+        `${memory.wasmGrowthMiB ?? "n/a"} MiB; highest RSS of the second half minus highest ` +
+        `RSS from 10 % to half-way ${memory.rssNewHighMiB} MiB → ` +
+        `**${memory.flat ? "flat" : "NOT flat"}** (flat: no tensor or wasm-memory growth and ` +
+        `an RSS new high under ${RSS_NEW_HIGH_LIMIT_MIB} MiB; RSS saw-tooths with garbage ` +
+        "collection of the JS heap).",
       "",
       markdownTable(memoryTable(memory)),
     );

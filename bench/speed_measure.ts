@@ -138,6 +138,10 @@ export interface MemorySample {
   numTensors: number;
   /** `tf.memory().numBytes`, MiB. */
   tensorMiB: number;
+  /** V8 heap (`Deno.memoryUsage().heapTotal`), MiB. */
+  jsHeapMiB: number;
+  /** Size of the wasm backend's linear memory (it grows, never shrinks), MiB; null elsewhere. */
+  wasmMemoryMiB: number | null;
   /** Seconds since the run started. */
   seconds: number;
 }
@@ -197,13 +201,22 @@ export async function memoryRun(job: MemoryRunJob): Promise<MemoryRunResult> {
       else timedImages += count;
       if (b === 0 || (b + 1) % every === 0 || b === batches - 1) {
         const memory = tf.memory();
+        const usage = Deno.memoryUsage();
         samples.push({
           imagesScored: scored,
-          rssMiB: Math.round(Deno.memoryUsage().rss / 2 ** 20),
+          rssMiB: mib(usage.rss),
+          jsHeapMiB: mib(usage.heapTotal),
+          wasmMemoryMiB: wasmMemoryBytes() === null ? null : mib(wasmMemoryBytes()!),
           numTensors: memory.numTensors,
           tensorMiB: Math.round(memory.numBytes / 2 ** 20 * 10) / 10,
           seconds: Math.round((performance.now() - start) / 100) / 10,
         });
+        const last = samples[samples.length - 1];
+        console.log(
+          `  long run: ${last.imagesScored}/${job.images} images, ${last.seconds} s, ` +
+            `RSS ${last.rssMiB} MiB (JS heap ${last.jsHeapMiB}, wasm ${last.wasmMemoryMiB}), ` +
+            `${last.numTensors} tensors`,
+        );
       }
     }
     const msPerImage = timedImages > 0 ? (performance.now() - timedFrom) / timedImages : NaN;
@@ -213,6 +226,17 @@ export async function memoryRun(job: MemoryRunJob): Promise<MemoryRunResult> {
   } finally {
     detector?.dispose();
   }
+}
+
+function mib(bytes: number): number {
+  return Math.round(bytes / 2 ** 20);
+}
+
+/** Bytes of the wasm backend's linear memory, or null on other backends. */
+function wasmMemoryBytes(): number | null {
+  // Not public API: the wasm backend keeps its Emscripten module (with HEAPU8) as `.wasm`.
+  const backend = tf.backend() as unknown as { wasm?: { HEAPU8?: Uint8Array } };
+  return backend.wasm?.HEAPU8?.byteLength ?? null;
 }
 
 function describe(error: unknown): string {

@@ -17,8 +17,9 @@ import {
 /** Training passes before the model is frozen (~75 steps each: one per 4 new images). */
 const TRAINING_PASSES = 3;
 /**
- * Lowest acceptable AUROC of the scoring pass. Measured over 5 runs (seeds 42, 1, 2, 3, 4;
- * fixtures/README.md, "End-to-end tests"): 0.xx–0.xx; chance is 0.5.
+ * Lowest acceptable AUROC of the scoring pass. Measured over 5 runs of this protocol (seeds
+ * 42, 1, 2, 3, 4; fixtures/README.md, "End-to-end tests"): 0.781–0.920, mean 0.855. Chance is
+ * 0.5, with a standard error of about 0.056 for 30 anomalies among 300 images.
  */
 const AUROC_FLOOR = 0.7;
 

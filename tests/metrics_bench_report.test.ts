@@ -18,6 +18,7 @@ import {
 import type { AccuracyJobResult } from "../bench/accuracy_job.ts";
 import { parsePeerLine } from "../bench/torch_peer.ts";
 import { median, timeAdaptive } from "../bench/timing.ts";
+import { memoryVerdict } from "../bench/speed.ts";
 import type { Method } from "../src/config/schema.ts";
 
 Deno.test("tables render aligned text and escaped markdown", () => {
@@ -151,4 +152,40 @@ Deno.test("timeAdaptive: one timed call on a zero budget, at most maxCalls other
   assert.equal(many.samplesMs.length, 4);
   assert.equal(median([3, 1, 2]), 2);
   assert.equal(median([4, 1, 2, 3]), 2.5);
+});
+
+Deno.test("memory verdict: flat needs no tensor or wasm growth and no new RSS high", () => {
+  const sample = (imagesScored: number, rssMiB: number, numTensors = 205, wasm = 83) => ({
+    imagesScored,
+    rssMiB,
+    numTensors,
+    wasmMemoryMiB: wasm,
+    jsHeapMiB: 0,
+    tensorMiB: 0,
+    seconds: 0,
+  });
+  // Saw-toothed RSS (garbage collection) whose second-half high is 30 MiB above the first's.
+  const sawTooth = [
+    sample(8, 200),
+    sample(1000, 260),
+    sample(3000, 330),
+    sample(5000, 300),
+    sample(7000, 360),
+    sample(10000, 310),
+  ];
+  assert.deepEqual(memoryVerdict(sawTooth, 10000), {
+    tensorGrowth: 0,
+    wasmGrowthMiB: 0,
+    rssNewHighMiB: 30,
+    flat: true,
+  });
+  const leakingTensors = [...sawTooth.slice(0, -1), sample(10000, 310, 206)];
+  assert.equal(memoryVerdict(leakingTensors, 10000).flat, false);
+  const growingWasm = [...sawTooth.slice(0, -1), sample(10000, 310, 205, 99)];
+  assert.equal(memoryVerdict(growingWasm, 10000).wasmGrowthMiB, 16);
+  assert.equal(memoryVerdict(growingWasm, 10000).flat, false);
+  const climbingRss = sawTooth.map((s) => ({ ...s, rssMiB: 200 + s.imagesScored / 50 }));
+  assert.equal(memoryVerdict(climbingRss, 10000).rssNewHighMiB, 100);
+  assert.equal(memoryVerdict(climbingRss, 10000).flat, false);
+  assert.throws(() => memoryVerdict([], 10), /at least one sample/);
 });

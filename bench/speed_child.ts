@@ -1,0 +1,26 @@
+/**
+ * Child-process entry of the speed benchmark: one timing job or one long scoring run per
+ * process (see `child_process.ts`).
+ *
+ * @module
+ */
+import {
+  measureSpeed,
+  memoryRun,
+  type MemoryRunJob,
+  type MemoryRunResult,
+  type SpeedJob,
+  type SpeedMeasurement,
+} from "./speed_measure.ts";
+import { serveChildJob } from "./child_process.ts";
+
+/** The job a speed child runs. */
+export type SpeedChildJob =
+  | { kind: "speed"; job: SpeedJob }
+  | { kind: "memory"; job: MemoryRunJob };
+
+if (import.meta.main) {
+  await serveChildJob<SpeedChildJob, SpeedMeasurement | MemoryRunResult>((message) =>
+    message.kind === "speed" ? measureSpeed(message.job) : memoryRun(message.job)
+  );
+}
