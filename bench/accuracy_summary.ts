@@ -86,7 +86,10 @@ export function summarise(
   );
 }
 
-/** ATDR precision per (ratio, ATDR method), pooled over classes; ratios without picks skipped. */
+/**
+ * ATDR precision per (ratio, ATDR method), pooled over classes; skipped where nothing was picked
+ * or no batch held an injected anomaly (r = 0).
+ */
 export function atdrPrecisions(
   results: readonly AccuracyJobResult[],
   grid: AccuracyGrid,
@@ -98,7 +101,10 @@ export function atdrPrecisions(
         results.filter((r) => r.ratio === ratio && r.method === method && r.atdrPicks)
           .map((r) => r.atdrPicks!),
       );
-      if (counts.picks > 0) out.push({ ratio, method, ...counts, ...outlierPrecision(counts) });
+      // Without injected anomalies in the batches (r = 0) precision is 0 by construction.
+      if (counts.picks > 0 && counts.expectedInjectedPicks > 0) {
+        out.push({ ratio, method, ...counts, ...outlierPrecision(counts) });
+      }
     }
   }
   return out;

@@ -278,9 +278,11 @@ function pad(cell: string, width: number, align: "left" | "right"): string {
 }
 
 async function readCpuModel(): Promise<string> {
+  // Deno needs --allow-all to read /proc, so ask lscpu (--allow-run) instead.
   try {
-    const info = await Deno.readTextFile("/proc/cpuinfo");
-    return info.match(/^model name\s*:\s*(.+)$/m)?.[1].trim() ?? "unknown CPU";
+    const output = await new Deno.Command("lscpu", { stderr: "null" }).output();
+    const text = new TextDecoder().decode(output.stdout);
+    return text.match(/^Model name:\s*(.+)$/m)?.[1].trim() ?? "unknown CPU";
   } catch {
     return "unknown CPU";
   }

@@ -51,10 +51,10 @@ const CHILD_URL = new URL("./speed_child.ts", import.meta.url);
 const BATCH = 8;
 const METRICS: SpeedMetric[] = ["pdnForward", "pdnTrainStep", "detectorScore", "detectorTrainStep"];
 const METRIC_LABELS: Record<SpeedMetric, string> = {
-  pdnForward: "PDN forward (batch 8)",
-  pdnTrainStep: "PDN-only train step (batch 8)",
+  pdnForward: "PDN forward",
+  pdnTrainStep: "PDN-only train step",
   detectorScore: "detector scoring",
-  detectorTrainStep: "detector train step (AD², batch 8)",
+  detectorTrainStep: "detector train step (AD²)",
 };
 
 /** The two network configurations: the product default and the paper's EfficientAD-S. */
@@ -92,6 +92,8 @@ export interface SpeedEntry {
   backend: BackendName;
   /** What was timed. */
   metric: SpeedMetric;
+  /** Images per call (below 8 only where batch 8 ran out of memory). */
+  batch: number;
   /** Median ms per call (per image for `detectorScore`), or null. */
   ms: number | null;
   /** First call in ms (compilation included), or null. */
@@ -227,13 +229,25 @@ export async function runSpeed(options: SpeedOptions): Promise<SpeedReport> {
     }
     for (const backend of options.backends) {
       for (const metric of METRICS) {
-        const entry = await measureEntry(speedCase, backend, metric, options, entries, unavailable);
-        entries.push(entry);
-        log(
-          `${speedCase.name} ${backend} ${METRIC_LABELS[metric]}: ` +
-            (entry.ms === null ? entry.note : `${fixed(entry.ms, 1)} ms` +
-              (metric === "detectorScore" ? " per image" : "") + ` (${entry.calls} timed)`),
-        );
+        let batch = BATCH;
+        while (true) {
+          const entry = await measureEntry(
+            { speedCase, backend, metric, batch },
+            options,
+            entries,
+            unavailable,
+          );
+          entries.push(entry);
+          log(
+            `${speedCase.name} ${backend} ${METRIC_LABELS[metric]} (batch ${batch}): ` +
+              (entry.ms === null ? entry.note : `${fixed(entry.ms, 1)} ms` +
+                (metric === "detectorScore" ? " per image" : "") + ` (${entry.calls} timed)`),
+          );
+          // Out of memory in a training step: find the largest batch that fits (the wasm
+          // backend's memory is capped at 4 GiB), down to the detector's minimum of 2.
+          if (!isOutOfMemory(entry.note) || !metric.endsWith("TrainStep") || batch <= 2) break;
+          batch /= 2;
+        }
         if (unavailable.has(backend)) break;
       }
     }
@@ -251,15 +265,31 @@ export async function runSpeed(options: SpeedOptions): Promise<SpeedReport> {
   };
 }
 
+/** True for the errors tfjs-wasm gives when its memory is exhausted. */
+function isOutOfMemory(note: string | undefined): boolean {
+  return note !== undefined && /memory access out of bounds|out of memory/i.test(note);
+}
+
 async function measureEntry(
-  speedCase: SpeedCase,
-  backend: BackendName,
-  metric: SpeedMetric,
+  { speedCase, backend, metric, batch }: {
+    speedCase: SpeedCase;
+    backend: BackendName;
+    metric: SpeedMetric;
+    batch: number;
+  },
   options: SpeedOptions,
   done: readonly SpeedEntry[],
   unavailable: Map<BackendName, string>,
 ): Promise<SpeedEntry> {
-  const base = { caseName: speedCase.name, backend, metric, ms: null, firstCallMs: null, calls: 0 };
+  const base = {
+    caseName: speedCase.name,
+    backend,
+    metric,
+    batch,
+    ms: null,
+    firstCallMs: null,
+    calls: 0,
+  };
   const reason = unavailable.get(backend);
   if (reason) return { ...base, note: `unavailable: ${reason}` };
   const skip = skipReason(speedCase, backend, metric, options, done);
@@ -272,7 +302,7 @@ async function measureEntry(
         backend,
         speedCase,
         metric,
-        batch: BATCH,
+        batch,
         maxCalls: options.maxCalls,
         budgetMs: options.budgetSeconds * 1000,
       },
@@ -288,7 +318,7 @@ async function measureEntry(
       note: measured.unavailable ? `unavailable: ${measured.reason}` : measured.reason,
     };
   }
-  const per = metric === "detectorScore" ? BATCH : 1;
+  const per = metric === "detectorScore" ? batch : 1;
   return {
     ...base,
     ms: measured.timing.medianMs / per,
@@ -313,7 +343,8 @@ function skipReason(
     const ratio = workOf(speedCase) / workOf(other);
     if (other === speedCase || ratio <= 1) continue;
     const previous = done.find((e) =>
-      e.caseName === other.name && e.backend === backend && e.metric === metric
+      e.caseName === other.name && e.backend === backend && e.metric === metric &&
+      e.batch === BATCH
     );
     if (!previous) continue;
     if (previous.ms === null && previous.note?.startsWith("not finished")) {
@@ -377,7 +408,8 @@ export function speedTable(report: SpeedReport): Table {
       : entry.metric === "pdnTrainStep"
       ? "train"
       : undefined;
-    const peer = peerMode
+    // The peer runs batch 8 only: other batches have no like-for-like partner.
+    const peer = peerMode && entry.batch === BATCH
       ? report.peer.find((p) => p.caseName === entry.caseName && p.mode === peerMode)?.timing
       : undefined;
     const peerMs = peer?.ok ? peer.medianMs : null;
@@ -386,7 +418,8 @@ export function speedTable(report: SpeedReport): Table {
     rows.push([
       `${entry.caseName} (${speedCase.imageSize} px, ${speedCase.studentWidth})`,
       entry.backend,
-      METRIC_LABELS[entry.metric] + (entry.metric === "detectorScore" ? ", per image" : ""),
+      `${METRIC_LABELS[entry.metric]} (batch ${entry.batch})` +
+      (entry.metric === "detectorScore" ? ", per image" : ""),
       entry.ms === null ? "—" : fixed(entry.ms, 1),
       peerMode && !entry.note?.startsWith("unavailable")
         ? (peerMs === null ? (peer && !peer.ok ? "failed" : "—") : fixed(peerMs, 0))

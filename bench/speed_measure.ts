@@ -78,7 +78,7 @@ export async function measureSpeed(job: SpeedJob): Promise<SpeedMeasurement> {
             : () => pair.forward(x);
           return { ok: true, backend: active, timing: timeAdaptive(fn, budget) };
         } finally {
-          pair.dispose();
+          disposeAfter(() => pair.dispose());
         }
       }
       case "detectorTrainStep":
@@ -103,14 +103,14 @@ export async function measureSpeed(job: SpeedJob): Promise<SpeedMeasurement> {
             timing: timeAdaptive(() => void detector.score(x), budget),
           };
         } finally {
-          detector.dispose();
+          disposeAfter(() => detector.dispose());
         }
       }
     }
   } catch (error) {
     return { ok: false, reason: `failed: ${describe(error)}` };
   } finally {
-    x.dispose();
+    disposeAfter(() => x.dispose());
   }
 }
 
@@ -194,7 +194,7 @@ export async function memoryRun(job: MemoryRunJob): Promise<MemoryRunResult> {
       try {
         detector.score(batch);
       } finally {
-        batch.dispose();
+        disposeAfter(() => batch.dispose());
       }
       scored += count;
       if (b === 0) timedFrom = performance.now(); // the first batch compiles kernels
@@ -224,7 +224,19 @@ export async function memoryRun(job: MemoryRunJob): Promise<MemoryRunResult> {
   } catch (error) {
     return { ok: false, reason: `failed: ${describe(error)}` };
   } finally {
-    detector?.dispose();
+    disposeAfter(() => detector?.dispose());
+  }
+}
+
+/**
+ * Frees tensors, ignoring failure: after a wasm abort (e.g. out of memory) the backend cannot
+ * free anything, and an error thrown here would hide the measurement's own error.
+ */
+function disposeAfter(dispose: () => void): void {
+  try {
+    dispose();
+  } catch {
+    // The backend is unusable; the process running this measurement ends anyway.
   }
 }
 

@@ -105,8 +105,8 @@ Deno.test("accuracy summary: means, AD² − baseline gaps, missing jobs and poo
   const results = [
     result(3, 0, "baseline", 0.9),
     result(5, 0, "baseline", 0.7),
-    result(3, 0, "ad2", 0.92),
-    result(5, 0, "ad2", 0.66),
+    result(3, 0, "ad2", 0.92, [10, 0, 0]), // picks, but nothing injected to find
+    result(5, 0, "ad2", 0.66, [10, 0, 0]),
     result(3, 0.2, "baseline", 0.6),
     // class 5, ratio 0.2, baseline failed: no result
     result(3, 0.2, "ad2", 0.75, [10, 4, 2]),
@@ -127,7 +127,7 @@ Deno.test("accuracy summary: means, AD² − baseline gaps, missing jobs and poo
   assert.deepEqual(ablationTable(summary, grid).rows[1], ["✓", "✓", "AD²", "0.790", "0.725"]);
 
   const precision = atdrPrecisions(results, grid);
-  assert.equal(precision.length, 1, "ratio 0 has no picks; baseline never picks");
+  assert.equal(precision.length, 1, "r = 0 has nothing injected; baseline never picks");
   assert.equal(precision[0].picks, 20);
   assert.equal(precision[0].precision, 6 / 20);
   assert.equal(precision[0].chance, 4 / 20);
