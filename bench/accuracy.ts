@@ -3,14 +3,15 @@
  * against the EfficientAD baseline on polluted Fashion-MNIST, following the paper's §4.1
  * *Overlap* protocol. One class at a time is normal, the other nine are defects; anomalous test
  * images are injected into the training set at each noise ratio (and stay in the test set).
- * Every (class, ratio, method) is an independent job, run on a pool of Deno Workers.
+ * Every (class, ratio, variant) is an independent job, run on a pool of Deno Workers. Variants
+ * are the paper's four methods and the robust-trainer switches (bench/accuracy_variants.ts).
  *
  * Writes `bench/results/accuracy[-quick].{json,md,png}`.
  *
  * @module
  */
 import { parseArgs } from "node:util";
-import { type Method, MethodSchema, PdnWidthSchema, TrainingSchema } from "../src/config/schema.ts";
+import { PdnWidthSchema, TrainingSchema } from "../src/config/schema.ts";
 import { FASHION_MNIST_CLASSES, fashionMnistAvailable } from "../src/data/fashion_mnist.ts";
 import type { AccuracyConfig, AccuracyJob, AccuracyJobResult } from "./accuracy_job.ts";
 import type { AccuracyWorkerJob } from "./accuracy_worker.ts";
@@ -19,8 +20,8 @@ import {
   type AccuracyGrid,
   atdrPrecisions,
   aurocChart,
-  METHOD_LABELS,
   perClassTable,
+  pollutionLossTable,
   precisionTable,
   summarise,
 } from "./accuracy_summary.ts";
@@ -38,6 +39,7 @@ import {
 } from "./report.ts";
 import { type JobOutcome, WorkerPool } from "./worker_pool.ts";
 import { secondsSince } from "./timing.ts";
+import { ACCURACY_VARIANTS, parseVariantName, VARIANT_NAMES } from "./accuracy_variants.ts";
 
 /**
  * Default configuration, sized from measured times: an AD² step at 32 px with the tiny student
@@ -62,18 +64,18 @@ export const DEFAULT_ACCURACY_CONFIG: AccuracyConfig = {
   seed: 1,
 };
 
-/** The full grid: every class, the paper's Table 4 ratios, every method. */
+/** The full grid: every class, the paper's Table 4 ratios, every variant. */
 export const FULL_GRID: AccuracyGrid = {
   classes: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
   ratios: [0, 0.1, 0.2, 0.3, 0.4],
-  methods: ["baseline", "nmfe", "atdr", "ad2"],
+  variants: [...VARIANT_NAMES],
 };
 
-/** `--quick`: two classes, three ratios, every method (under 10 minutes). */
+/** `--quick`: two classes, three ratios, the paper's four methods (under 10 minutes). */
 export const QUICK_GRID: AccuracyGrid = {
   classes: [0, 7],
   ratios: [0, 0.2, 0.4],
-  methods: ["baseline", "nmfe", "atdr", "ad2"],
+  variants: ["baseline", "nmfe", "atdr", "ad2"],
 };
 
 /** Everything the results files record about a run. */
@@ -84,7 +86,7 @@ export interface AccuracyReport {
   quick: boolean;
   /** Shared job settings. */
   config: AccuracyConfig;
-  /** Classes, ratios and methods run. */
+  /** Classes, ratios and variants run. */
   grid: AccuracyGrid;
   /** Worker count. */
   workers: number;
@@ -100,17 +102,17 @@ export interface AccuracyReport {
   results: AccuracyJobResult[];
   /** Jobs that failed, with their error. */
   failures: { job: AccuracyJob; error: string }[];
-  /** Mean and per-class AUROC per (ratio, method). */
+  /** Mean and per-class AUROC per (ratio, variant). */
   summary: ReturnType<typeof summarise>;
-  /** ATDR outlier precision per (ratio, method). */
+  /** ATDR outlier precision and recall per (ratio, variant). */
   atdrPrecision: ReturnType<typeof atdrPrecisions>;
 }
 
 const USAGE = `deno task bench:accuracy [--quick] [options]
-  --quick               ${QUICK_GRID.classes.length} classes × ratios ${QUICK_GRID.ratios} × all methods
+  --quick               ${QUICK_GRID.classes.length} classes × ratios ${QUICK_GRID.ratios} × ${QUICK_GRID.variants}
   --classes 0,1,...     normal classes (default all 10)
   --ratios 0,0.1,...    noise ratios (default ${FULL_GRID.ratios})
-  --methods a,b         baseline,nmfe,atdr,ad2 (default all)
+  --variants a,b        of ${VARIANT_NAMES} (default all)
   --steps N             training steps per job (default ${DEFAULT_ACCURACY_CONFIG.steps})
   --train-count N       clean normal training images (default ${DEFAULT_ACCURACY_CONFIG.trainCount})
   --test-count N        test images, half normal (default ${DEFAULT_ACCURACY_CONFIG.testCount})
@@ -137,7 +139,7 @@ export function parseAccuracyArgs(args: string[]): {
       quick: { type: "boolean", default: false },
       classes: { type: "string" },
       ratios: { type: "string" },
-      methods: { type: "string" },
+      variants: { type: "string" },
       steps: { type: "string" },
       "train-count": { type: "string" },
       "test-count": { type: "string" },
@@ -159,9 +161,7 @@ export function parseAccuracyArgs(args: string[]): {
   const grid: AccuracyGrid = {
     classes: values.classes ? numberList(values.classes, "classes") : base.classes,
     ratios: values.ratios ? numberList(values.ratios, "ratios") : base.ratios,
-    methods: values.methods
-      ? values.methods.split(",").map((m) => MethodSchema.parse(m.trim()))
-      : base.methods,
+    variants: values.variants ? values.variants.split(",").map(parseVariantName) : base.variants,
   };
   for (const c of grid.classes) {
     if (!Number.isInteger(c) || c < 0 || c >= FASHION_MNIST_CLASSES.length) {
@@ -206,7 +206,7 @@ export async function runAccuracy(
 }> {
   const jobs: AccuracyWorkerJob[] = grid.classes.flatMap((normalClass) =>
     grid.ratios.flatMap((ratio) =>
-      grid.methods.map((method: Method) => ({ job: { normalClass, ratio, method }, config }))
+      grid.variants.map((variant) => ({ job: { normalClass, ratio, variant }, config }))
     )
   );
   const pool = new WorkerPool<AccuracyWorkerJob, AccuracyJobResult>(
@@ -217,9 +217,9 @@ export async function runAccuracy(
   const start = performance.now();
   try {
     const outcomes = await pool.run(jobs, (outcome, done) => {
-      const { normalClass, ratio, method } = outcome.job.job;
+      const { normalClass, ratio, variant } = outcome.job.job;
       const what = `class ${normalClass} (${FASHION_MNIST_CLASSES[normalClass]}) r=${ratio} ` +
-        METHOD_LABELS[method];
+        ACCURACY_VARIANTS[variant].label;
       const detail = outcome.ok
         ? `AUROC ${fixed(outcome.result.auroc)}  step ${outcome.result.stepMs.toFixed(0)} ms  ` +
           `job ${jobSeconds(outcome.result).toFixed(1)} s`
@@ -267,9 +267,11 @@ export async function writeAccuracyReport(
     perClass: perClassTable(summary, grid),
     ablation: ablationTable(summary, grid),
     precision: precisionTable(precision),
+    pollutionLoss: pollutionLossTable(results, grid),
   };
   console.log("\nImage AUROC per class (paper Table 4 layout)\n" + textTable(tables.perClass));
   console.log("\nAblation, mean AUROC (paper Table 3 layout)\n" + textTable(tables.ablation));
+  console.log("\nAUROC lost to pollution (mean over classes)\n" + textTable(tables.pollutionLoss));
   console.log("\nATDR outlier precision (pooled over classes)\n" + textTable(tables.precision));
   const overlap = report.jobSeconds / Math.max(report.wallSeconds, 1e-9);
   console.log(
@@ -297,7 +299,10 @@ export async function writeAccuracyReport(
 
 function accuracyMarkdown(
   report: AccuracyReport,
-  tables: Record<"perClass" | "ablation" | "precision", Parameters<typeof markdownTable>[0]>,
+  tables: Record<
+    "perClass" | "ablation" | "precision" | "pollutionLoss",
+    Parameters<typeof markdownTable>[0]
+  >,
   png: string,
 ): string {
   const c = report.config;
@@ -309,7 +314,12 @@ function accuracyMarkdown(
     "Fashion-MNIST, one class normal and the other nine anomalous; the training set is " +
     `${c.trainCount} normal training images plus round(r × ${c.trainCount}) anomalous test ` +
     `images (paper §4.1 overlap protocol: they stay in the ${c.testCount}-image test set, ` +
-    "half normal). Same seeds, batches and initial weights for every method. Metric: image AUROC.",
+    "half normal). Same seeds, batches and initial weights for every variant. Metric: image AUROC.",
+    "",
+    "Variants: " +
+    report.grid.variants.map((v) =>
+      `${ACCURACY_VARIANTS[v].label} = \`${JSON.stringify(ACCURACY_VARIANTS[v].training)}\``
+    ).join("; ") + ".",
     "",
     `Configuration: image ${c.imageSize}×${c.imageSize} (28 px upscaled, grey → RGB), teacher ` +
     `MobileNetV2 (ImageNet), student PDN \`${c.studentWidth}\`, AE latent ${c.aeLatent}, ` +
@@ -340,11 +350,20 @@ function accuracyMarkdown(
     "",
     `![mean AUROC against noise ratio](${png})`,
     "",
-    "## ATDR outlier precision",
+    "## AUROC lost to pollution",
     "",
-    "Share of the samples ATDR down-weighted (one per batch) that are injected anomalies, pooled " +
-    "over classes; chance is the share a uniformly random pick from the same batches would " +
-    "reach. Ratio 0 has no injected anomalies, hence no row.",
+    "Per variant, the mean over classes of AUROC(r = 0) − AUROC(r) (issue 6's goals: ≤ 0.02 at " +
+    "r = 0.1, ≤ 0.05 at r = 0.3), and its AUROC at r = 0 minus the baseline's (goal: ≥ −0.005).",
+    "",
+    markdownTable(tables.pollutionLoss),
+    "",
+    "## Training-time rejection: ATDR outlier precision and recall",
+    "",
+    "Precision: share of the samples ATDR down-weighted (one per batch in the paper, k per batch " +
+    "for `atdrOutlierCount: auto`) that are injected anomalies, pooled over classes; chance is " +
+    "the share a uniformly random pick from the same batches would reach. Recall: share of the " +
+    "injected anomalies' batch appearances that were down-weighted. Ratio 0 has no injected " +
+    "anomalies, hence no row.",
     "",
     tables.precision.rows.length ? markdownTable(tables.precision) : "(no ATDR picks in this run)",
     "",
@@ -365,7 +384,7 @@ function trainingOverrides(text: string): Record<string, unknown> {
   }
   const overrides = parsed as Record<string, unknown>;
   if ("method" in overrides || "learningRate" in overrides) {
-    throw new Error("--training: use --methods and --learning-rate for those fields");
+    throw new Error("--training: use --variants and --learning-rate for those fields");
   }
   const checked = TrainingSchema.safeParse(overrides);
   if (!checked.success) {
@@ -421,7 +440,7 @@ export async function accuracyMain(args: string[]): Promise<number> {
   const { grid, config, workers, name, quick } = parsed;
   console.log(
     `accuracy: ${grid.classes.length} classes × ${grid.ratios.length} ratios × ` +
-      `${grid.methods.length} methods on ${workers} worker(s); config ${JSON.stringify(config)}`,
+      `${grid.variants.length} variants on ${workers} worker(s); config ${JSON.stringify(config)}`,
   );
   const run = await runAccuracy(grid, config, workers);
   const report = await writeAccuracyReport(name, quick, grid, config, workers, run);

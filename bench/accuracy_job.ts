@@ -1,14 +1,14 @@
 /**
- * One job of the accuracy benchmark: for one (normal class, noise ratio, method), build the
+ * One job of the accuracy benchmark: for one (normal class, noise ratio, variant), build the
  * polluted Fashion-MNIST split, train a detector from scratch, score the test set and return
  * the image AUROC plus how well ATDR's outlier picks matched the injected anomalies.
  *
  * Every job with the same class and ratio sees the same images, batches and initial weights
- * (all seeded), so the methods differ only in their loss.
+ * (all seeded), so the variants differ only in their training configuration.
  *
  * @module
  */
-import { type Method, ModelSchema, type PdnWidth, TrainingSchema } from "../src/config/schema.ts";
+import { ModelSchema, type PdnWidth, TrainingSchema } from "../src/config/schema.ts";
 import { Detector } from "../src/model/detector.ts";
 import { batchesOf, toBatch } from "../src/model/batches.ts";
 import { scoreAll } from "../src/model/offline.ts";
@@ -17,6 +17,7 @@ import { pollutedSplitFrom, type SplitSample } from "../src/data/polluted_split.
 import { SeededRandom } from "../src/data/prng.ts";
 import { auroc } from "../src/metrics/auroc.ts";
 import { type BatchPicks, countOutlierPicks, type OutlierCounts } from "../src/metrics/outliers.ts";
+import { ACCURACY_VARIANTS, usesAtdr, type VariantName } from "./accuracy_variants.ts";
 import { greyToRgbImages } from "./fashion_images.ts";
 import { median } from "./timing.ts";
 
@@ -33,8 +34,8 @@ export interface AccuracyConfig {
   /** Adam learning rate (paper: 1e-4). */
   learningRate: number;
   /**
-   * Further TrainingSchema fields for every method (e.g. `{ "atdrOutlierCount": "auto" }`);
-   * `method` and `learningRate` come from the job and the field above.
+   * Further TrainingSchema fields for every variant (e.g. `{ "pHard": 0.99 }`); the variant's
+   * own fields win over them, and `learningRate` comes from the field above.
    */
   training: Record<string, unknown>;
   /** Clean normal training images per class (before injection). */
@@ -53,8 +54,8 @@ export interface AccuracyJob {
   normalClass: number;
   /** Noise ratio r: round(r × trainCount) anomalous test images are injected. */
   ratio: number;
-  /** Training method. */
-  method: Method;
+  /** Training variant (a set of TrainingSchema overrides). */
+  variant: VariantName;
 }
 
 /** The outcome of one job. */
@@ -67,8 +68,10 @@ export interface AccuracyJobResult extends AccuracyJob {
   trainSize: number;
   /** Test set size. */
   testSize: number;
-  /** ATDR outlier picks (methods atdr and ad2 only). */
+  /** ATDR outlier picks (variants that use ATDR only). */
   atdrPicks: OutlierCounts | null;
+  /** The defect-rate estimate after the last step (`atdrOutlierCount: "auto"` only). */
+  defectRate: number | null;
   /** Loss after the last step. */
   finalLoss: number;
   /** Median training-step time in ms. */
@@ -87,14 +90,14 @@ export class AccuracyJobRunner {
   /** Runs one job; throws with a message naming the job when anything fails. */
   async run(job: AccuracyJob, config: AccuracyConfig): Promise<AccuracyJobResult> {
     try {
-      // Same dropout stream for every method and ratio of a class, and for every rerun.
+      // Same dropout stream for every variant and ratio of a class, and for every rerun.
       return await withSeededMathRandom(
         config.seed * 1000 + job.normalClass,
         () => this.#run(job, config),
       );
     } catch (error) {
       const why = error instanceof Error ? error.message : String(error);
-      throw new Error(`class ${job.normalClass}, ratio ${job.ratio}, ${job.method}: ${why}`);
+      throw new Error(`class ${job.normalClass}, ratio ${job.ratio}, ${job.variant}: ${why}`);
     }
   }
 
@@ -108,7 +111,7 @@ export class AccuracyJobRunner {
       ratio: job.ratio,
       trainCount: config.trainCount,
       testCount: config.testCount,
-      // Same split for every method; different classes get independent samples.
+      // Same split for every variant; different classes get independent samples.
       seed: config.seed * 1000 + job.normalClass,
     });
     const trainImages = this.#pixels(split.train, config.imageSize);
@@ -125,7 +128,7 @@ export class AccuracyJobRunner {
       }),
       TrainingSchema.parse({
         ...config.training,
-        method: job.method,
+        ...ACCURACY_VARIANTS[job.variant].training,
         learningRate: config.learningRate,
       }),
     );
@@ -135,14 +138,14 @@ export class AccuracyJobRunner {
       const t2 = performance.now();
       const scores = scoreAll(detector, testImages);
       const t3 = performance.now();
-      const usesAtdr = job.method === "atdr" || job.method === "ad2";
       return {
         ...job,
         auroc: auroc(scores, split.test.map((sample) => sample.anomalous)),
         injected: split.injected,
         trainSize: split.train.length,
         testSize: split.test.length,
-        atdrPicks: usesAtdr ? countOutlierPicks(trace.picks) : null,
+        atdrPicks: usesAtdr(job.variant) ? countOutlierPicks(trace.picks) : null,
+        defectRate: trace.defectRate,
         finalLoss: trace.finalLoss,
         stepMs: median(trace.stepMs),
         seconds: {
@@ -178,6 +181,8 @@ interface TrainingTrace {
   stepMs: number[];
   /** Total loss of the last step. */
   finalLoss: number;
+  /** Defect-rate estimate after the last step, when the detector keeps one. */
+  defectRate: number | null;
 }
 
 /**
@@ -202,7 +207,7 @@ function trainTraced(
     ? images.slice()
     : random.sample(images, config.statsImages);
   detector.fitTeacherStats(batchesOf(statsSample, size, 16));
-  const trace: TrainingTrace = { picks: [], stepMs: [], finalLoss: NaN };
+  const trace: TrainingTrace = { picks: [], stepMs: [], finalLoss: NaN, defectRate: null };
   let order: number[] = [];
   for (let step = 0; step < config.steps; step++) {
     if (order.length < batchSize) {
@@ -216,6 +221,7 @@ function trainTraced(
       trace.stepMs.push(performance.now() - start);
       trace.picks.push({ injected: indices.map((i) => injected[i]), outliers: report.outliers });
       trace.finalLoss = report.losses.total;
+      trace.defectRate = report.defectRate;
     } finally {
       batch.dispose();
     }

@@ -1,11 +1,11 @@
 /**
- * Turning accuracy-job results into the paper's views: mean AUROC per (ratio, method), the
+ * Turning accuracy-job results into the paper's views: mean AUROC per (ratio, variant), the
  * per-class table with the AD² − baseline gap (paper Table 4), the NMFE/ATDR ablation
- * (paper Table 3, one column per noise ratio), ATDR's outlier precision, and the chart.
+ * (paper Table 3, one column per noise ratio), the AUROC lost to pollution per variant,
+ * ATDR's outlier precision and recall, and the chart.
  *
  * @module
  */
-import type { Method } from "../src/config/schema.ts";
 import { FASHION_MNIST_CLASSES } from "../src/data/fashion_mnist.ts";
 import {
   addOutlierCounts,
@@ -14,14 +14,15 @@ import {
   outlierPrecision,
 } from "../src/metrics/outliers.ts";
 import type { AccuracyJobResult } from "./accuracy_job.ts";
+import { ACCURACY_VARIANTS, usesAtdr, type VariantName } from "./accuracy_variants.ts";
 import { fixed, type LineChart, signed, type Table } from "./report.ts";
 
-/** Mean and per-class AUROC of one method at one ratio. */
-export interface MethodRatioSummary {
+/** Mean and per-class AUROC of one variant at one ratio. */
+export interface VariantRatioSummary {
   /** Noise ratio. */
   ratio: number;
-  /** Method. */
-  method: Method;
+  /** Training variant. */
+  variant: VariantName;
   /** AUROC per class (in the run's class order); `null` where the job failed. */
   perClass: (number | null)[];
   /** Mean over the classes that have a value; `null` when none has. */
@@ -32,8 +33,8 @@ export interface MethodRatioSummary {
 export interface AtdrPrecisionSummary extends OutlierPrecision, OutlierCounts {
   /** Noise ratio. */
   ratio: number;
-  /** `atdr` or `ad2`. */
-  method: Method;
+  /** A variant that uses ATDR. */
+  variant: VariantName;
 }
 
 /** The grid a run covered. */
@@ -42,53 +43,30 @@ export interface AccuracyGrid {
   classes: number[];
   /** Noise ratios, ascending. */
   ratios: number[];
-  /** Methods, in order. */
-  methods: Method[];
+  /** Training variants, in order. */
+  variants: VariantName[];
 }
 
-/** Paper Table 3's switches per method. */
-const SWITCHES: Record<Method, { nmfe: boolean; atdr: boolean }> = {
-  baseline: { nmfe: false, atdr: false },
-  nmfe: { nmfe: true, atdr: false },
-  atdr: { nmfe: false, atdr: true },
-  ad2: { nmfe: true, atdr: true },
-};
-
-/** Display names (the paper calls the baseline EfficientAD). */
-export const METHOD_LABELS: Record<Method, string> = {
-  baseline: "baseline (EfficientAD)",
-  nmfe: "NMFE only",
-  atdr: "ATDR only",
-  ad2: "AD²",
-};
-
-const METHOD_COLORS: Record<Method, string> = {
-  baseline: "#555555",
-  nmfe: "#1f77b4",
-  atdr: "#ff7f0e",
-  ad2: "#d62728",
-};
-
-/** Mean and per-class AUROC for every (ratio, method) of the grid. */
+/** Mean and per-class AUROC for every (ratio, variant) of the grid. */
 export function summarise(
   results: readonly AccuracyJobResult[],
   grid: AccuracyGrid,
-): MethodRatioSummary[] {
+): VariantRatioSummary[] {
   return grid.ratios.flatMap((ratio) =>
-    grid.methods.map((method) => {
+    grid.variants.map((variant) => {
       const perClass = grid.classes.map((normalClass) =>
         results.find((r) =>
-          r.ratio === ratio && r.method === method && r.normalClass === normalClass
+          r.ratio === ratio && r.variant === variant && r.normalClass === normalClass
         )?.auroc ?? null
       );
-      return { ratio, method, perClass, mean: meanOf(perClass) };
+      return { ratio, variant, perClass, mean: meanOf(perClass) };
     })
   );
 }
 
 /**
- * ATDR precision per (ratio, ATDR method), pooled over classes; skipped where nothing was picked
- * or no batch held an injected anomaly (r = 0).
+ * ATDR precision and recall per (ratio, ATDR variant), pooled over classes; skipped where
+ * nothing was picked or no batch held an injected anomaly (r = 0).
  */
 export function atdrPrecisions(
   results: readonly AccuracyJobResult[],
@@ -96,14 +74,14 @@ export function atdrPrecisions(
 ): AtdrPrecisionSummary[] {
   const out: AtdrPrecisionSummary[] = [];
   for (const ratio of grid.ratios) {
-    for (const method of grid.methods.filter((m) => SWITCHES[m].atdr)) {
+    for (const variant of grid.variants.filter(usesAtdr)) {
       const counts = addOutlierCounts(
-        results.filter((r) => r.ratio === ratio && r.method === method && r.atdrPicks)
+        results.filter((r) => r.ratio === ratio && r.variant === variant && r.atdrPicks)
           .map((r) => r.atdrPicks!),
       );
       // Without injected anomalies in the batches (r = 0) precision is 0 by construction.
       if (counts.picks > 0 && counts.expectedInjectedPicks > 0) {
-        out.push({ ratio, method, ...counts, ...outlierPrecision(counts) });
+        out.push({ ratio, variant, ...counts, ...outlierPrecision(counts) });
       }
     }
   }
@@ -111,13 +89,14 @@ export function atdrPrecisions(
 }
 
 /**
- * Paper Table 4's layout for every method: per ratio one row per method and a "Gap ↑" row
- * (AD² − baseline, when both ran); columns are the classes and their mean.
+ * Paper Table 4's layout for every variant: per ratio one row per variant and "Gap ↑" rows
+ * (AD² − baseline, and each variant beyond the paper − AD², when both ran); columns are the
+ * classes and their mean.
  */
-export function perClassTable(summary: readonly MethodRatioSummary[], grid: AccuracyGrid): Table {
+export function perClassTable(summary: readonly VariantRatioSummary[], grid: AccuracyGrid): Table {
   const headers = [
     "noise ratio",
-    "method",
+    "variant",
     ...grid.classes.map((c) => FASHION_MNIST_CLASSES[c]),
     "mean",
   ];
@@ -127,67 +106,108 @@ export function perClassTable(summary: readonly MethodRatioSummary[], grid: Accu
     at.forEach((s, i) =>
       rows.push([
         i === 0 ? ratio.toFixed(1) : "",
-        METHOD_LABELS[s.method],
+        ACCURACY_VARIANTS[s.variant].label,
         ...s.perClass.map((v) => fixed(v)),
         fixed(s.mean),
       ])
     );
-    const base = at.find((s) => s.method === "baseline");
-    const ad2 = at.find((s) => s.method === "ad2");
-    if (base && ad2) {
+    const gap = (to: VariantRatioSummary | undefined, from: VariantRatioSummary | undefined) => {
+      if (!to || !from) return;
       rows.push([
         "",
-        "Gap ↑ (AD² − baseline)",
-        ...base.perClass.map((b, i) => signed(difference(ad2.perClass[i], b))),
-        signed(difference(ad2.mean, base.mean)),
+        `Gap ↑ (${ACCURACY_VARIANTS[to.variant].label} − ${ACCURACY_VARIANTS[from.variant].label})`,
+        ...from.perClass.map((b, i) => signed(difference(to.perClass[i], b))),
+        signed(difference(to.mean, from.mean)),
       ]);
+    };
+    const ad2 = at.find((s) => s.variant === "ad2");
+    gap(ad2, at.find((s) => s.variant === "baseline"));
+    for (const beyond of at.filter((s) => ACCURACY_VARIANTS[s.variant].switches === null)) {
+      gap(beyond, ad2);
     }
   }
   return { headers, rows, align: headers.map((_, i) => (i < 2 ? "left" : "right")) };
 }
 
-/** Paper Table 3's layout: NMFE/ATDR switches per row, mean AUROC per noise ratio. */
-export function ablationTable(summary: readonly MethodRatioSummary[], grid: AccuracyGrid): Table {
-  const headers = ["NMFE", "ATDR", "method", ...grid.ratios.map((r) => `r = ${r.toFixed(1)}`)];
-  const rows = grid.methods.map((method) => [
-    SWITCHES[method].nmfe ? "✓" : "−",
-    SWITCHES[method].atdr ? "✓" : "−",
-    METHOD_LABELS[method],
+/**
+ * Paper Table 3's layout: NMFE/ATDR switches per row, mean AUROC per noise ratio; variants
+ * beyond the paper follow with "+" in both switch columns.
+ */
+export function ablationTable(summary: readonly VariantRatioSummary[], grid: AccuracyGrid): Table {
+  const headers = ["NMFE", "ATDR", "variant", ...grid.ratios.map((r) => `r = ${r.toFixed(1)}`)];
+  const mark = (on: boolean | undefined) => on === undefined ? "+" : on ? "✓" : "−";
+  const rows = grid.variants.map((variant) => [
+    mark(ACCURACY_VARIANTS[variant].switches?.nmfe),
+    mark(ACCURACY_VARIANTS[variant].switches?.atdr),
+    ACCURACY_VARIANTS[variant].label,
     ...grid.ratios.map((ratio) =>
-      fixed(summary.find((s) => s.ratio === ratio && s.method === method)?.mean)
+      fixed(summary.find((s) => s.ratio === ratio && s.variant === variant)?.mean)
     ),
   ]);
   return { headers, rows, align: headers.map((_, i) => (i < 3 ? "left" : "right")) };
 }
 
-/** ATDR precision table: per ratio and method, picks, precision, chance and lift. */
+/**
+ * AUROC lost to pollution: per variant, mean AUROC at r = 0 minus the mean at each other ratio,
+ * over the classes that have both (issue 6's goals: ≤ 0.02 at r = 0.1, ≤ 0.05 at r = 0.3), and
+ * the cost at r = 0 against the baseline.
+ */
+export function pollutionLossTable(
+  results: readonly AccuracyJobResult[],
+  grid: AccuracyGrid,
+): Table {
+  const others = grid.ratios.filter((r) => r !== 0);
+  const headers = [
+    "variant",
+    "r = 0.0 − baseline",
+    ...others.map((r) => `loss at r = ${r.toFixed(1)}`),
+  ];
+  const auroc = (variant: VariantName, ratio: number, normalClass: number) =>
+    results.find((r) => r.variant === variant && r.ratio === ratio && r.normalClass === normalClass)
+      ?.auroc ?? null;
+  /** Mean of a − b over the classes where both exist. */
+  const meanDifference = (a: (c: number) => number | null, b: (c: number) => number | null) =>
+    meanOf(grid.classes.map((c) => difference(a(c), b(c))));
+  const rows = grid.variants.map((variant) => [
+    ACCURACY_VARIANTS[variant].label,
+    signed(meanDifference((c) => auroc(variant, 0, c), (c) => auroc("baseline", 0, c))),
+    ...others.map((ratio) =>
+      fixed(meanDifference((c) => auroc(variant, 0, c), (c) => auroc(variant, ratio, c)))
+    ),
+  ]);
+  return { headers, rows, align: headers.map((_, i) => (i === 0 ? "left" : "right")) };
+}
+
+/** ATDR table: per ratio and variant, picks, precision, chance, lift and recall. */
 export function precisionTable(precisions: readonly AtdrPrecisionSummary[]): Table {
   return {
     headers: [
       "noise ratio",
-      "method",
+      "variant",
       "picks",
       "injected picks",
       "precision",
       "chance",
       "lift",
+      "recall",
     ],
     rows: precisions.map((p) => [
       p.ratio.toFixed(1),
-      METHOD_LABELS[p.method],
+      ACCURACY_VARIANTS[p.variant].label,
       String(p.picks),
       String(p.injectedPicks),
       fixed(p.precision),
       fixed(p.chance),
       p.lift === null ? "—" : `${p.lift.toFixed(2)}×`,
+      fixed(p.recall),
     ]),
-    align: ["left", "left", "right", "right", "right", "right", "right"],
+    align: ["left", "left", "right", "right", "right", "right", "right", "right"],
   };
 }
 
-/** Mean AUROC against noise ratio, one line per method. */
+/** Mean AUROC against noise ratio, one line per variant. */
 export function aurocChart(
-  summary: readonly MethodRatioSummary[],
+  summary: readonly VariantRatioSummary[],
   grid: AccuracyGrid,
   title: string,
 ): LineChart {
@@ -196,12 +216,12 @@ export function aurocChart(
     xLabel: "noise ratio r (injected anomalies / clean training images)",
     yLabel: "mean image AUROC",
     x: grid.ratios,
-    series: grid.methods.map((method) => ({
-      name: METHOD_LABELS[method],
-      color: METHOD_COLORS[method],
-      dashed: method === "nmfe" || method === "atdr",
+    series: grid.variants.map((variant) => ({
+      name: ACCURACY_VARIANTS[variant].label,
+      color: ACCURACY_VARIANTS[variant].color,
+      dashed: variant === "nmfe" || variant === "atdr",
       values: grid.ratios.map((ratio) =>
-        summary.find((s) => s.ratio === ratio && s.method === method)?.mean ?? null
+        summary.find((s) => s.ratio === ratio && s.variant === variant)?.mean ?? null
       ),
     })),
   };

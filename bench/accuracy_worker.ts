@@ -10,7 +10,7 @@ import { serveJobs } from "./worker_pool.ts";
 
 /** What the accuracy pool sends: the job and the run's shared settings. */
 export interface AccuracyWorkerJob {
-  /** The (class, ratio, method) to run. */
+  /** The (class, ratio, variant) to run. */
   job: AccuracyJob;
   /** Shared settings. */
   config: AccuracyConfig;

@@ -2,13 +2,14 @@ import { strict as assert } from "node:assert";
 import {
   ContaminationEstimator,
   flaggedFraction,
+  largestIndices,
   MAD_TO_SIGMA,
   outlierCountFor,
   robustZScores,
 } from "../src/ad2/contamination.ts";
 import { assertClose } from "./ad2_helpers.ts";
 
-const OPTIONS = { zCut: 2.5, smoothing: 0.5, maxFraction: 0.5, margin: 2 };
+const OPTIONS = { zCut: 2.5, window: 10, maxFraction: 0.5, margin: 2 };
 
 Deno.test("robustZScores: median/MAD z-scores (hand values, odd and even counts)", () => {
   // median 3, |deviations| [2,1,0,1,97] → MAD 1.
@@ -47,21 +48,38 @@ Deno.test("outlierCountFor: round(margin · rate · b), capped at ⌊b · maxFra
   assert.throws(() => outlierCountFor(0.1, 8, -1, 0.5), /margin/);
 });
 
-Deno.test("ContaminationEstimator: EMA of the flagged share drives k", () => {
+Deno.test("ContaminationEstimator: flagged share of the pooled, median-normalised sums drives k", () => {
   const estimator = new ContaminationEstimator(OPTIONS);
   assert.equal(estimator.rate, 0);
   assert.equal(estimator.outlierCount(8), 0);
-  assertClose(estimator.update([1, 2, 3, 4, 100]), 0.1); // 0.5·0 + 0.5·0.2
-  assert.equal(estimator.outlierCount(8), 2); // round(2 · 0.1 · 8) = round(1.6)
-  assertClose(estimator.update([1, 2, 3, 4, 100]), 0.15);
-  assertClose(estimator.update([1, 2, 3, 4, 5]), 0.075);
-  assert.equal(estimator.outlierCount(8), 1); // round(1.2)
-  assert.equal(estimator.batches, 3);
+  // Batch 1 ÷ median 3 → [1/3, 2/3, 1, 4/3, 100/3]: one flagged of five.
+  assertClose(estimator.update([1, 2, 3, 4, 100]), 0.2);
+  assert.equal(estimator.outlierCount(8), 3); // round(2 · 0.2 · 8) = round(3.2)
+  // Batch 2 has 10× the scale (a student that moved) but the same shape: the pool of ten holds
+  // the same ratios twice, still one flagged in five.
+  assertClose(estimator.update([10, 20, 30, 40, 1000]), 0.2);
+  // Batch 3, clean ([2, 4, 6, 8, 10] ÷ 6), replaces batch 1 in the window of ten: one in ten.
+  assertClose(estimator.update([2, 4, 6, 8, 10]), 0.1);
+  assert.equal(estimator.outlierCount(8), 2); // round(1.6)
+  // A batch without scale (median 0) is counted but leaves the estimate alone.
+  assertClose(estimator.update([0, 0, 0, 5]), 0.1);
+  assert.equal(estimator.batches, 4);
 });
 
 Deno.test("ContaminationEstimator: refuses bad options", () => {
   assert.throws(() => new ContaminationEstimator({ ...OPTIONS, zCut: 0 }), /zCut/);
-  assert.throws(() => new ContaminationEstimator({ ...OPTIONS, smoothing: 0 }), /smoothing/);
+  assert.throws(() => new ContaminationEstimator({ ...OPTIONS, window: 4 }), /window/);
   assert.throws(() => new ContaminationEstimator({ ...OPTIONS, maxFraction: 2 }), /maxFraction/);
   assert.throws(() => new ContaminationEstimator({ ...OPTIONS, initialRate: -1 }), /initialRate/);
+});
+
+Deno.test("largestIndices: the round(fraction · n) largest, in index order, never all", () => {
+  assert.deepEqual(largestIndices([0.3, 0.9, 0.1, 0.5], 0.5), [1, 3]);
+  assert.deepEqual(largestIndices([0.3, 0.9, 0.1, 0.5], 0.25), [1]);
+  assert.deepEqual(largestIndices([0.3, 0.9, 0.1, 0.5], 0.1), []); // round(0.4) = 0
+  assert.deepEqual(largestIndices([2, 2, 1], 0.34), [0], "ties: the earlier index");
+  assert.deepEqual(largestIndices([1, 2], 1), [1], "one sample always stays");
+  assert.deepEqual(largestIndices([], 0.5), []);
+  assert.throws(() => largestIndices([1, NaN], 0.5), /finite/);
+  assert.throws(() => largestIndices([1, 2], 1.5), /fraction/);
 });

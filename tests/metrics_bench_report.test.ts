@@ -13,13 +13,14 @@ import {
   type AccuracyGrid,
   atdrPrecisions,
   perClassTable,
+  pollutionLossTable,
   summarise,
 } from "../bench/accuracy_summary.ts";
+import type { VariantName } from "../bench/accuracy_variants.ts";
 import type { AccuracyJobResult } from "../bench/accuracy_job.ts";
 import { parsePeerLine } from "../bench/torch_peer.ts";
 import { median, timeAdaptive } from "../bench/timing.ts";
 import { memoryVerdict } from "../bench/speed.ts";
-import type { Method } from "../src/config/schema.ts";
 
 Deno.test("tables render aligned text and escaped markdown", () => {
   const table = { headers: ["name", "value"], rows: [["a|b", "1.5"], ["longer", "10"]] };
@@ -79,58 +80,88 @@ Deno.test("niceRange widens to tidy ticks and gives a flat range some height", (
 function result(
   normalClass: number,
   ratio: number,
-  method: Method,
+  variant: VariantName,
   auroc: number,
-  picks?: [number, number, number],
+  picks?: [number, number, number, number],
 ): AccuracyJobResult {
   return {
     normalClass,
     ratio,
-    method,
+    variant,
     auroc,
     injected: 0,
     trainSize: 10,
     testSize: 10,
     atdrPicks: picks
-      ? { picks: picks[0], injectedPicks: picks[1], expectedInjectedPicks: picks[2] }
+      ? {
+        picks: picks[0],
+        injectedPicks: picks[1],
+        expectedInjectedPicks: picks[2],
+        injectedAppearances: picks[3],
+      }
       : null,
+    defectRate: null,
     finalLoss: 1,
     stepMs: 1,
     seconds: { setup: 0, train: 0, score: 0 },
   };
 }
 
-Deno.test("accuracy summary: means, AD² − baseline gaps, missing jobs and pooled ATDR precision", () => {
-  const grid: AccuracyGrid = { classes: [3, 5], ratios: [0, 0.2], methods: ["baseline", "ad2"] };
+Deno.test("accuracy summary: means, gaps, missing jobs, pollution loss, pooled ATDR precision/recall", () => {
+  const grid: AccuracyGrid = {
+    classes: [3, 5],
+    ratios: [0, 0.2],
+    variants: ["baseline", "ad2", "robust"],
+  };
   const results = [
     result(3, 0, "baseline", 0.9),
     result(5, 0, "baseline", 0.7),
-    result(3, 0, "ad2", 0.92, [10, 0, 0]), // picks, but nothing injected to find
-    result(5, 0, "ad2", 0.66, [10, 0, 0]),
+    result(3, 0, "ad2", 0.92, [10, 0, 0, 0]), // picks, but nothing injected to find
+    result(5, 0, "ad2", 0.66, [10, 0, 0, 0]),
+    result(3, 0, "robust", 0.9, [12, 0, 0, 0]),
+    result(5, 0, "robust", 0.69, [12, 0, 0, 0]),
     result(3, 0.2, "baseline", 0.6),
     // class 5, ratio 0.2, baseline failed: no result
-    result(3, 0.2, "ad2", 0.75, [10, 4, 2]),
-    result(5, 0.2, "ad2", 0.7, [10, 2, 2]),
+    result(3, 0.2, "ad2", 0.75, [10, 4, 2, 16]),
+    result(5, 0.2, "ad2", 0.7, [10, 2, 2, 14]),
+    result(3, 0.2, "robust", 0.86, [20, 9, 4, 16]),
+    result(5, 0.2, "robust", 0.66, [20, 9, 4, 14]),
   ];
   const summary = summarise(results, grid);
-  assert.equal(summary.length, 4);
-  const at = (ratio: number, method: Method) =>
-    summary.find((s) => s.ratio === ratio && s.method === method)!;
+  assert.equal(summary.length, 6);
+  const at = (ratio: number, variant: VariantName) =>
+    summary.find((s) => s.ratio === ratio && s.variant === variant)!;
   assert.ok(Math.abs(at(0, "baseline").mean! - 0.8) < 1e-12);
   assert.deepEqual(at(0.2, "baseline").perClass, [0.6, null]);
   assert.equal(at(0.2, "baseline").mean, 0.6, "mean over the classes that ran");
 
   const table = perClassTable(summary, grid);
-  assert.deepEqual(table.headers, ["noise ratio", "method", "dress", "sandal", "mean"]);
-  assert.deepEqual(table.rows[2], ["", "Gap ↑ (AD² − baseline)", "+0.020", "-0.040", "-0.010"]);
-  assert.deepEqual(table.rows[5], ["", "Gap ↑ (AD² − baseline)", "+0.150", "—", "+0.125"]);
-  assert.deepEqual(ablationTable(summary, grid).rows[1], ["✓", "✓", "AD²", "0.790", "0.725"]);
+  assert.deepEqual(table.headers, ["noise ratio", "variant", "dress", "sandal", "mean"]);
+  const ad2Gap = "Gap ↑ (AD² (paper) − baseline (EfficientAD))";
+  const robustGap = "Gap ↑ (robust (auto k + AE exclusion) − AD² (paper))";
+  assert.deepEqual(table.rows[3], ["", ad2Gap, "+0.020", "-0.040", "-0.010"]);
+  assert.deepEqual(table.rows[4], ["", robustGap, "-0.020", "+0.030", "+0.005"]);
+  assert.deepEqual(table.rows[8], ["", ad2Gap, "+0.150", "—", "+0.125"]);
+  assert.deepEqual(table.rows[9], ["", robustGap, "+0.110", "-0.040", "+0.035"]);
+  const ablation = ablationTable(summary, grid);
+  assert.deepEqual(ablation.rows[1], ["✓", "✓", "AD² (paper)", "0.790", "0.725"]);
+  assert.deepEqual(ablation.rows[2].slice(0, 2), ["+", "+"], "beyond the paper's switches");
+
+  // Loss from r = 0 over the classes with both ratios; cost at r = 0 against the baseline.
+  const loss = pollutionLossTable(results, grid);
+  assert.deepEqual(loss.headers, ["variant", "r = 0.0 − baseline", "loss at r = 0.2"]);
+  assert.deepEqual(loss.rows[0], ["baseline (EfficientAD)", "+0.000", "0.300"]); // class 3 only
+  assert.deepEqual(loss.rows[1], ["AD² (paper)", "-0.010", "0.065"]); // (0.17 − 0.04) / 2
+  assert.deepEqual(loss.rows[2], ["robust (auto k + AE exclusion)", "-0.005", "0.035"]);
 
   const precision = atdrPrecisions(results, grid);
-  assert.equal(precision.length, 1, "r = 0 has nothing injected; baseline never picks");
+  assert.equal(precision.length, 2, "r = 0 has nothing injected; baseline never picks");
+  assert.equal(precision[0].variant, "ad2");
   assert.equal(precision[0].picks, 20);
   assert.equal(precision[0].precision, 6 / 20);
   assert.equal(precision[0].chance, 4 / 20);
+  assert.equal(precision[0].recall, 6 / 30);
+  assert.equal(precision[1].recall, 18 / 30);
 });
 
 Deno.test("PyTorch peer output is parsed, anything else is not", () => {

@@ -11,11 +11,17 @@ Deno.test("outlier picks: precision against the chance of uniform picks from the
     { injected: [F, F, F, F], outliers: [0] }, // miss; chance 0
     { injected: [F, F, T, F], outliers: [2, 0] }, // one hit of two; chance 2 × 1/4
   ]);
-  assert.deepEqual(counts, { picks: 5, injectedPicks: 2, expectedInjectedPicks: 1.25 });
-  const { precision, chance, lift } = outlierPrecision(counts);
+  assert.deepEqual(counts, {
+    picks: 5,
+    injectedPicks: 2,
+    expectedInjectedPicks: 1.25,
+    injectedAppearances: 4,
+  });
+  const { precision, chance, lift, recall } = outlierPrecision(counts);
   assert.equal(precision, 2 / 5);
   assert.equal(chance, 1.25 / 5);
   assert.equal(lift, 1.6);
+  assert.equal(recall, 2 / 4, "two of the four injected appearances were picked");
 });
 
 Deno.test("outlier counts add up across runs; no picks or a clean set give no ratio", () => {
@@ -25,13 +31,15 @@ Deno.test("outlier counts add up across runs; no picks or a clean set give no ra
     picks: 2,
     injectedPicks: 1,
     expectedInjectedPicks: 0.5,
+    injectedAppearances: 1,
   });
   assert.deepEqual(outlierPrecision(countOutlierPicks([])), {
     precision: null,
     chance: null,
     lift: null,
+    recall: null,
   });
-  assert.deepEqual(outlierPrecision(b), { precision: 0, chance: 0, lift: null });
+  assert.deepEqual(outlierPrecision(b), { precision: 0, chance: 0, lift: null, recall: null });
 });
 
 Deno.test("outlier picks reject indices outside the batch and empty batches", () => {

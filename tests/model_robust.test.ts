@@ -14,6 +14,10 @@ Deno.test("autoencoderSampleWeights: off, weights (ξ) and exclude (0)", () => {
   assert.equal(autoencoderSampleWeights(4, [], "exclude", 0.1), undefined);
   assert.deepEqual(autoencoderSampleWeights(4, [2], "weights", 0.1), [1, 1, 0.1, 1]);
   assert.deepEqual(autoencoderSampleWeights(4, [0, 3], "exclude", 0.1), [0, 1, 1, 0]);
+  // autoencoderTrim's samples weigh 0 whatever the protection; they also win over ξ.
+  assert.deepEqual(autoencoderSampleWeights(4, [], "off", 0.1, [1]), [1, 0, 1, 1]);
+  assert.deepEqual(autoencoderSampleWeights(4, [2], "off", 0.1, [1]), [1, 0, 1, 1]);
+  assert.deepEqual(autoencoderSampleWeights(4, [2, 1], "weights", 0.1, [1]), [1, 0, 0.1, 1]);
 });
 
 /** Dim noisy squares (the normal part) and one bright checkerboard (the defect). */
@@ -41,7 +45,7 @@ Deno.test("contamination-aware ATDR: k follows the estimate, finds the defect, l
       learningRate: 1e-3,
       atdrOutlierCount: "auto",
       protectAutoencoder: "exclude",
-      contamination: { smoothing: 0.3 },
+      contamination: { window: 16 },
     }),
   );
   try {
@@ -87,6 +91,26 @@ Deno.test("fixed atdrOutlierCount reports no estimate and picks exactly that man
     batch.dispose();
     assert.equal(report.outliers.length, 3);
     assert.equal(report.defectRate, null);
+  } finally {
+    detector.dispose();
+  }
+});
+
+Deno.test("autoencoderTrim keeps the sample the student–teacher pair finds least normal out of the AE", async () => {
+  await initBackend("wasm");
+  const detector = await Detector.create(
+    ModelSchema.parse({ imageSize: SIZE, studentWidth: "tiny" }),
+    TrainingSchema.parse({ method: "baseline", autoencoderTrim: 0.125 }),
+  );
+  try {
+    const normals = images(7, 4, false);
+    const defect = images(1, 5, true)[0];
+    detector.fitTeacherStats([toBatch(normals, SIZE)]);
+    const batch = toBatch([...normals.slice(0, 3), defect, ...normals.slice(3)], SIZE);
+    const report = detector.trainStep(batch);
+    batch.dispose();
+    assert.deepEqual(report.trimmed, [3], "one of eight trimmed: the defect");
+    assert.deepEqual(report.outliers, [], "baseline: no ATDR");
   } finally {
     detector.dispose();
   }

@@ -52,6 +52,25 @@ Deno.test("hygiene: quarantined images come back, oldest first, every readmitEve
   assert.deepEqual(policy.stats, { rejected: 3, refusedByCap: 0, readmitted: 1, quarantined: 1 });
 });
 
+Deno.test("hygiene: anomalous verdicts of the published model reject only when switched on, under the cap", () => {
+  const off = new RejectionPolicy<string>(NO_GUARDS);
+  assert.equal(off.rejectScored({ imageId: "a", item: "a" }), false);
+  assert.deepEqual(off.stats, { rejected: 0, refusedByCap: 0, readmitted: 0, quarantined: 0 });
+
+  const policy = new RejectionPolicy<string>({
+    ...NO_GUARDS,
+    rejectScoredAnomalous: true,
+    maxRejectedFraction: 0.5,
+    rateWindow: 4,
+    quarantineSize: 4,
+  });
+  policy.review(batchOf("a", "b"), []); // two kept decisions
+  assert.equal(policy.rejectScored({ imageId: "c", item: "c" }), true); // 1/3 ≤ 0.5
+  assert.equal(policy.rejectScored({ imageId: "d", item: "d" }), true); // 2/4 ≤ 0.5
+  assert.equal(policy.rejectScored({ imageId: "e", item: "e" }), false); // [b, c, d, e]: 3/4
+  assert.deepEqual(policy.stats, { rejected: 2, refusedByCap: 1, readmitted: 0, quarantined: 2 });
+});
+
 Deno.test("hygiene: bad options are refused", () => {
   assert.throws(() => new RejectionPolicy({ ...NO_GUARDS, flagsToReject: 0 }), /flagsToReject/);
   assert.throws(

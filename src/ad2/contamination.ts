@@ -1,14 +1,18 @@
 /**
- * Contamination-aware ATDR: an online estimate of the line's defect rate from ATDR's own
- * distance sums, and the number k of samples per batch to down-weight that follows from it.
- * Plain numbers, no tensors.
+ * Contamination-aware ATDR: an online estimate of the line's defect rate from a per-sample
+ * outlier signal (ATDR's own distance sums, or each sample's student–teacher discrepancy), the
+ * number k of samples per batch to down-weight that follows from it, and the trimmed-loss
+ * selection. Plain numbers, no tensors.
  *
- * Estimator: in each batch, the distance sums d_i (Eq. 5) get robust z-scores
- * z_i = (d_i − median d) / (1.4826 · MAD d); the share of samples with z_i > `zCut` is that
- * batch's flagged rate, and the defect-rate estimate is its exponential moving average
- * (`smoothing` = weight of the newest batch). Median and MAD ignore up to half the batch, so a
- * few defects do not hide each other. Then k = min(⌊b · maxFraction⌋, round(margin · rate · b)):
- * a margin above 1 covers batches that hold more defects than the average.
+ * Estimator (pooled reference): each batch's signals d_i (e.g. distance sums, Eq. 5) are divided by the
+ * batch's median, which removes the drift of the feature scale as the student trains, and the
+ * ratios of the last `window` samples are pooled. The defect-rate estimate is the share of the
+ * pool whose robust z-score z = (x − median) / (1.4826 · MAD) over the pool exceeds `zCut`.
+ * Median and MAD ignore up to half the pool, so defects do not hide each other. Why pooled: a
+ * batch of 8 gives a MAD so noisy that a per-batch flagged share did not separate a clean line
+ * from a 23 % defective one (measured 0.107 / 0.129 / 0.116 at true rates 0 / 0.1 / 0.23).
+ * Then k = min(⌊b · maxFraction⌋, round(margin · rate · b)): a margin above 1 covers batches
+ * that hold more defects than the average.
  *
  * @module
  */
@@ -20,8 +24,8 @@ export const MAD_TO_SIGMA = 1.4826;
 export interface ContaminationEstimatorOptions {
   /** Robust z-score above which a sample counts as flagged (e.g. 3). */
   zCut: number;
-  /** EMA weight of the newest batch's flagged rate, in (0, 1]. */
-  smoothing: number;
+  /** Samples pooled (the most recent ones), at least 8. */
+  window: number;
   /** Largest share of a batch that may be down-weighted, in [0, 1) (e.g. 0.5). */
   maxFraction: number;
   /** Factor ≥ 0 on the expected defects per batch (rate · b) before rounding (e.g. 2). */
@@ -81,20 +85,42 @@ export function outlierCountFor(
   return Math.min(cap, Math.round(margin * rate * batchSize));
 }
 
-/** Online defect-rate estimate from ATDR distance sums (see the module doc). */
+/**
+ * Indices of the round(fraction · n) largest values (ties: the earlier index first), never all
+ * n: the samples a trimmed loss leaves out.
+ *
+ * @throws if fraction is outside [0, 1] or a value is not finite
+ */
+export function largestIndices(values: readonly number[], fraction: number): number[] {
+  assertInRange(fraction, 0, 1, "fraction");
+  for (const v of values) {
+    if (!Number.isFinite(v)) throw new RangeError(`values must be finite, got ${v}`);
+  }
+  const count = Math.min(Math.max(values.length - 1, 0), Math.round(fraction * values.length));
+  return values.map((value, index) => ({ value, index }))
+    .sort((a, b) => b.value - a.value || a.index - b.index)
+    .slice(0, count)
+    .map((entry) => entry.index)
+    .sort((a, b) => a - b);
+}
+
+/** Online defect-rate estimate from per-sample outlier signals (see the module doc). */
 export class ContaminationEstimator {
   /** The options in force. */
   readonly options: Readonly<ContaminationEstimatorOptions>;
   #rate: number;
   #batches = 0;
+  /** Median-normalised distance sums of the last `window` samples (a ring). */
+  #pool: number[] = [];
+  #next = 0;
 
   /** Creates an estimator; validates its options. */
   constructor(options: ContaminationEstimatorOptions) {
     if (!(options.zCut > 0 && Number.isFinite(options.zCut))) {
       throw new RangeError(`zCut must be a finite number > 0, got ${options.zCut}`);
     }
-    if (!(options.smoothing > 0 && options.smoothing <= 1)) {
-      throw new RangeError(`smoothing must be in (0, 1], got ${options.smoothing}`);
+    if (!(Number.isInteger(options.window) && options.window >= 8)) {
+      throw new RangeError(`window must be an integer >= 8, got ${options.window}`);
     }
     assertInRange(options.maxFraction, 0, 1, "maxFraction");
     if (!(Number.isFinite(options.margin) && options.margin >= 0)) {
@@ -122,14 +148,21 @@ export class ContaminationEstimator {
   }
 
   /**
-   * Folds one batch's distance sums into the estimate: rate ← (1 − s)·rate + s·flagged.
-   * Returns the new estimate.
+   * Adds one batch's distance sums to the pool and re-estimates the rate as the pool's flagged
+   * share. Returns the new estimate. A batch whose median distance is 0 (identical images)
+   * carries no scale and is skipped.
    */
   update(distanceSums: readonly number[]): number {
-    const flagged = flaggedFraction(distanceSums, this.options.zCut);
-    const s = this.options.smoothing;
-    this.#rate = (1 - s) * this.#rate + s * flagged;
     this.#batches += 1;
+    const center = median(distanceSums);
+    if (!(center > 0) || !Number.isFinite(center)) return this.#rate;
+    for (const d of distanceSums) {
+      const ratio = d / center;
+      if (this.#pool.length < this.options.window) this.#pool.push(ratio);
+      else this.#pool[this.#next] = ratio;
+      this.#next = (this.#next + 1) % this.options.window;
+    }
+    this.#rate = flaggedFraction(this.#pool, this.options.zCut);
     return this.#rate;
   }
 }

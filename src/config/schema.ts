@@ -81,8 +81,13 @@ export type ModelConfig = z.infer<typeof ModelSchema>;
 export const ContaminationSchema = z.object({
   /** Robust z-score of a distance sum above which a sample counts as a suspected defect. */
   zCut: z.number().positive().default(2.5),
-  /** EMA weight of the newest batch (0.05 ≈ the last 20 batches). */
-  smoothing: z.number().gt(0).max(1).default(0.05),
+  /**
+   * Per-sample signal the estimate is taken from: `atdr` = ATDR's distance sums (Eq. 5), `st` =
+   * the sample's mean student–teacher discrepancy (the current model's anomaly signal).
+   */
+  signal: z.enum(["atdr", "st"]).default("atdr"),
+  /** Most recent samples pooled for the estimate (256 = the last 32 batches of 8). */
+  window: z.number().int().min(8).max(100_000).default(256),
   /** Largest share of a batch down-weighted. */
   maxFraction: z.number().min(0).lt(1).default(0.5),
   /** Factor on the expected defects per batch, covering batches with more than the average. */
@@ -121,12 +126,20 @@ export const TrainingSchema = z.object({
    * (outliers weigh 0 there). Only used by the `atdr` and `ad2` methods.
    */
   protectAutoencoder: z.enum(["off", "weights", "exclude"]).default("off"),
+  /**
+   * Share of each batch kept out of the AE and student–AE losses (weight 0): the samples with
+   * the highest mean student–teacher discrepancy, i.e. those the current model finds least
+   * normal. 0 (the paper) keeps every sample; at most 0.5. Any method.
+   */
+  autoencoderTrim: z.number().min(0).max(0.5).default(0),
   /** Map-normalisation quantiles (EfficientAD: 0.9 and 0.995). */
   mapQuantileA: z.number().min(0).max(1).default(0.9),
   mapQuantileB: z.number().min(0).max(1).default(0.995),
 }).strict();
 /** Training configuration. */
 export type TrainingConfig = z.infer<typeof TrainingSchema>;
+/** Training configuration as written (defaults not yet applied; nested objects partial). */
+export type TrainingConfigInput = z.input<typeof TrainingSchema>;
 
 /**
  * A production line id: one NATS subject token (letters, digits, `-`, `_`), so it can name
@@ -183,6 +196,12 @@ export const HygieneSchema = z.object({
   readmitEverySteps: z.number().int().min(0).default(0),
   /** Rejected images kept for re-admission (0 = none kept). */
   quarantineSize: z.number().int().min(0).max(100_000).default(0),
+  /**
+   * Also reject a buffered image when the published model's verdict on it is anomalous (its
+   * score is above the scorer's threshold): a second opinion from the model version in
+   * service, under the same cap and quarantine as ATDR's flags.
+   */
+  rejectScoredAnomalous: z.boolean().default(false),
 }).strict();
 /** Hygiene configuration. */
 export type HygieneConfig = z.infer<typeof HygieneSchema>;

@@ -1,7 +1,8 @@
 /**
  * How well ATDR's outlier choice finds the anomalies injected into a polluted training set:
  * the share of picked samples that really are injected anomalies (precision), against the
- * share a uniformly random pick from the same batches would reach (chance).
+ * share a uniformly random pick from the same batches would reach (chance), and the share of
+ * injected anomalies' batch appearances that were picked (recall).
  *
  * @module
  */
@@ -22,11 +23,18 @@ export interface OutlierCounts {
   injectedPicks: number;
   /** Expected injected picks if each pick were uniform over its batch. */
   expectedInjectedPicks: number;
+  /** Appearances of injected anomalies in batches (picked or not). */
+  injectedAppearances: number;
 }
 
 /** Counts of {@link BatchPicks} over many batches. */
 export function countOutlierPicks(batches: Iterable<BatchPicks>): OutlierCounts {
-  const counts: OutlierCounts = { picks: 0, injectedPicks: 0, expectedInjectedPicks: 0 };
+  const counts: OutlierCounts = {
+    picks: 0,
+    injectedPicks: 0,
+    expectedInjectedPicks: 0,
+    injectedAppearances: 0,
+  };
   let batchNumber = 0;
   for (const { injected, outliers } of batches) {
     if (injected.length === 0) throw new RangeError(`batch ${batchNumber} is empty`);
@@ -38,7 +46,9 @@ export function countOutlierPicks(batches: Iterable<BatchPicks>): OutlierCounts 
       }
       if (injected[index]) counts.injectedPicks++;
     }
-    const share = injected.filter(Boolean).length / injected.length;
+    const injectedCount = injected.filter(Boolean).length;
+    const share = injectedCount / injected.length;
+    counts.injectedAppearances += injectedCount;
     counts.picks += outliers.length;
     counts.expectedInjectedPicks += outliers.length * share;
     batchNumber++;
@@ -48,16 +58,23 @@ export function countOutlierPicks(batches: Iterable<BatchPicks>): OutlierCounts 
 
 /** Sum of several counts (e.g. all classes at one noise ratio). */
 export function addOutlierCounts(parts: Iterable<OutlierCounts>): OutlierCounts {
-  const total: OutlierCounts = { picks: 0, injectedPicks: 0, expectedInjectedPicks: 0 };
+  const total: OutlierCounts = {
+    picks: 0,
+    injectedPicks: 0,
+    expectedInjectedPicks: 0,
+    injectedAppearances: 0,
+  };
   for (const part of parts) {
     total.picks += part.picks;
     total.injectedPicks += part.injectedPicks;
     total.expectedInjectedPicks += part.expectedInjectedPicks;
+    // Results written before recall was recorded lack the field.
+    total.injectedAppearances += part.injectedAppearances ?? 0;
   }
   return total;
 }
 
-/** Precision of the picks and its chance level. */
+/** Precision of the picks, its chance level and the recall. */
 export interface OutlierPrecision {
   /** Picks that are injected anomalies / picks; `null` without picks. */
   precision: number | null;
@@ -65,12 +82,17 @@ export interface OutlierPrecision {
   chance: number | null;
   /** precision / chance; `null` when either is missing or chance is 0 (a clean set). */
   lift: number | null;
+  /** Injected picks / injected appearances; `null` when no injected anomaly appeared. */
+  recall: number | null;
 }
 
-/** Precision, chance and lift of `counts`. */
+/** Precision, chance, lift and recall of `counts`. */
 export function outlierPrecision(counts: OutlierCounts): OutlierPrecision {
-  if (counts.picks === 0) return { precision: null, chance: null, lift: null };
+  const recall = counts.injectedAppearances > 0
+    ? counts.injectedPicks / counts.injectedAppearances
+    : null;
+  if (counts.picks === 0) return { precision: null, chance: null, lift: null, recall };
   const precision = counts.injectedPicks / counts.picks;
   const chance = counts.expectedInjectedPicks / counts.picks;
-  return { precision, chance, lift: chance > 0 ? precision / chance : null };
+  return { precision, chance, lift: chance > 0 ? precision / chance : null, recall };
 }

@@ -33,7 +33,7 @@ import {
   createAutoencoder,
 } from "./autoencoder.ts";
 import { loadTeacher, type Teacher } from "./teacher.ts";
-import { ContaminationEstimator } from "../ad2/contamination.ts";
+import { ContaminationEstimator, largestIndices } from "../ad2/contamination.ts";
 
 /** What one training step did. Loss values are plain numbers, read after the step. */
 export interface TrainStepReport {
@@ -45,6 +45,8 @@ export interface TrainStepReport {
   outliers: number[];
   /** Per-sample ATDR distance sums (Eq. 5), empty when ATDR is off. */
   distanceSums: number[];
+  /** Batch indices kept out of the AE and student–AE losses by `autoencoderTrim`. */
+  trimmed: number[];
   /** Estimated defect rate after this step (`atdrOutlierCount: "auto"`), else null. */
   defectRate: number | null;
 }
@@ -196,6 +198,8 @@ export class Detector {
     const channels = this.teacher.channels;
     let outliers: number[] = [];
     let distanceSums: number[] = [];
+    let stPerSample: number[] = [];
+    let trimmed: number[] = [];
     const lossValues: Record<string, tf.Scalar> = {};
     const variables = this.namedVariables().map((v) => v.variable);
     const batchSize = batch.shape[0];
@@ -226,9 +230,16 @@ export class Detector {
         );
         outliers = st.outliers;
         distanceSums = st.distanceSums;
-        const aeWeights = usesAtdr
-          ? autoencoderSampleWeights(batchSize, outliers, cfg.protectAutoencoder, cfg.xi)
-          : undefined;
+        // Read as plain numbers: the trim and the estimator select, they carry no gradient.
+        stPerSample = Array.from(tf.mean(discrepancy, [1, 2, 3]).dataSync());
+        trimmed = largestIndices(stPerSample, cfg.autoencoderTrim);
+        const aeWeights = autoencoderSampleWeights(
+          batchSize,
+          usesAtdr ? outliers : [],
+          usesAtdr ? cfg.protectAutoencoder : "off",
+          cfg.xi,
+          trimmed,
+        );
         const aeOut = autoencoderForward(this.autoencoder, input, true);
         const ae = sampleWeightedMeanSquare(target, aeOut, aeWeights);
         const stae = sampleWeightedMeanSquare(aeOut, studentAe as tf.Tensor4D, aeWeights);
@@ -254,12 +265,14 @@ export class Detector {
     // A part may be the very tensor of the loss (baseline: st === hard), so dispose once.
     tf.dispose([...new Set(Object.values(lossValues))]);
     this.#step += 1;
-    if (this.#contamination && distanceSums.length > 0) this.#contamination.update(distanceSums);
+    const signal = cfg.contamination.signal === "st" ? stPerSample : distanceSums;
+    if (this.#contamination && signal.length > 0) this.#contamination.update(signal);
     return {
       step: this.#step,
       losses,
       outliers,
       distanceSums,
+      trimmed,
       defectRate: this.#contamination?.rate ?? null,
     };
   }
@@ -361,19 +374,25 @@ export class Detector {
 }
 
 /**
- * Per-sample weights of the AE and student–AE losses: undefined (all equal, the paper) for
- * `off` or no outliers; else 1 for inliers and ξ (`weights`) or 0 (`exclude`) for outliers.
+ * Per-sample weights of the AE and student–AE losses: undefined (all equal, the paper) when
+ * nothing is protected; else 1 for inliers, ξ (`weights`) or 0 (`exclude`) for ATDR's outliers,
+ * and 0 for the `trimmed` samples (autoencoderTrim).
  */
 export function autoencoderSampleWeights(
   batchSize: number,
   outliers: readonly number[],
   protection: TrainingConfig["protectAutoencoder"],
   xi: number,
+  trimmed: readonly number[] = [],
 ): number[] | undefined {
-  if (protection === "off" || outliers.length === 0) return undefined;
-  const outlierWeight = protection === "weights" ? xi : 0;
+  const protectOutliers = protection !== "off" && outliers.length > 0;
+  if (!protectOutliers && trimmed.length === 0) return undefined;
   const weights = new Array<number>(batchSize).fill(1);
-  for (const i of outliers) weights[i] = outlierWeight;
+  if (protectOutliers) {
+    const outlierWeight = protection === "weights" ? xi : 0;
+    for (const i of outliers) weights[i] = outlierWeight;
+  }
+  for (const i of trimmed) weights[i] = 0;
   return weights;
 }
 

@@ -1,7 +1,8 @@
 /**
  * Training-set hygiene of the live trainer: which buffered images stop being trained on.
  *
- * An image leaves the replay buffer once ATDR has flagged it `flagsToReject` times. Two guards
+ * An image leaves the replay buffer once ATDR has flagged it `flagsToReject` times, or (with
+ * `rejectScoredAnomalous`) once the published model's verdict calls it anomalous. Two guards
  * keep this from feeding on itself:
  * - confirmation bias: at most `maxRejectedFraction` of the last `rateWindow` distinct images
  *   reviewed may be rejected; beyond it flags are only counted;
@@ -11,8 +12,9 @@
  *   still an outlier, ATDR flags it again.
  *
  * Plain bookkeeping, no tensors: the trainer asks {@link RejectionPolicy.review} after each
- * step which of the batch's flagged images to remove, and {@link RejectionPolicy.readmit}
- * which quarantined ones to add back.
+ * step which of the batch's flagged images to remove, {@link RejectionPolicy.rejectScored}
+ * whether an image the published model scored anomalous goes, and
+ * {@link RejectionPolicy.readmit} which quarantined ones to add back.
  *
  * @module
  */
@@ -32,6 +34,8 @@ export interface HygieneOptions {
   readmitEverySteps: number;
   /** Most rejected images kept for re-admission (oldest dropped first). */
   quarantineSize: number;
+  /** Whether anomalous verdicts of the published model reject (see {@link RejectionPolicy.rejectScored}). */
+  rejectScoredAnomalous?: boolean;
 }
 
 /** A rejected image waiting for re-admission. */
@@ -129,14 +133,32 @@ export class RejectionPolicy<T> {
       this.#decide(imageId, reject);
       if (!reject) return;
       rejected.push(imageId);
-      this.#flags.delete(imageId);
-      this.#stats.rejected += 1;
-      if (this.options.quarantineSize > 0) {
-        this.#quarantine.push({ imageId, item });
-        if (this.#quarantine.length > this.options.quarantineSize) this.#quarantine.shift();
-      }
+      this.#reject({ imageId, item });
     });
     return rejected;
+  }
+
+  /**
+   * An image still in the buffer got an anomalous verdict from the published model: true when
+   * it is to leave the buffer now (the option is on and the rate cap allows it; it then goes to
+   * quarantine like an ATDR rejection). Counts as a decision in the cap's window.
+   */
+  rejectScored(image: QuarantinedImage<T>): boolean {
+    if (!this.options.rejectScoredAnomalous) return false;
+    const reject = this.#wouldStayWithinCap(image.imageId);
+    if (!reject) this.#stats.refusedByCap += 1;
+    this.#decide(image.imageId, reject);
+    if (reject) this.#reject(image);
+    return reject;
+  }
+
+  #reject(image: QuarantinedImage<T>): void {
+    this.#flags.delete(image.imageId);
+    this.#stats.rejected += 1;
+    if (this.options.quarantineSize > 0) {
+      this.#quarantine.push(image);
+      if (this.#quarantine.length > this.options.quarantineSize) this.#quarantine.shift();
+    }
   }
 
   /**

@@ -80,6 +80,11 @@ export class ImageBuffer {
     return this.#images.slice(-count);
   }
 
+  /** The buffered image with this id, if held. */
+  get(imageId: string): BufferedImage | undefined {
+    return this.#images.find((image) => image.imageId === imageId);
+  }
+
   /** Removes the images with these ids; returns how many were removed. */
   remove(imageIds: Iterable<string>): number {
     const drop = new Set(imageIds);

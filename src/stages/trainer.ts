@@ -16,13 +16,15 @@ import type {
   JetStreamManager,
   JsMsg,
   NatsConnection,
+  Subscription,
 } from "nats";
 import type { PipelineConfig } from "../config/schema.ts";
 import { decodeDecodedImage } from "../bus/decoded_image.ts";
 import { ModelStore, type ModelVersionRecord } from "../bus/model_store.ts";
 import { publishTrainingEvent } from "../bus/publishers.ts";
 import { consumerBacklog, ensureDurableConsumer, ensureLineStreams } from "../bus/streams.ts";
-import { TRAINER_CONSUMER } from "../bus/subjects.ts";
+import { TRAINER_CONSUMER, verdictSubject } from "../bus/subjects.ts";
+import { parseVerdict, type Verdict } from "../bus/verdict.ts";
 import { ImageBuffer } from "./image_buffer.ts";
 import { RejectionPolicy } from "./hygiene.ts";
 import { trainStepFromBuffer } from "./buffer_training.ts";
@@ -77,6 +79,10 @@ export class TrainerStage implements PipelineStage {
   #models?: ModelStore;
   #detector?: Detector;
   #messages?: ConsumerMessages;
+  /** The line's verdicts, when hygiene takes the published model's second opinion. */
+  #verdicts?: Subscription;
+  /** Images rejected on a verdict since the last training event (reported with it). */
+  #rejectedOnVerdict: string[] = [];
   #loop?: Promise<void>;
   #stopping = false;
   #paused = false;
@@ -113,6 +119,13 @@ export class TrainerStage implements PipelineStage {
       max_messages: 64,
       callback: (message) => this.#receive(message),
     });
+    if (this.#config.trainer.hygiene.rejectScoredAnomalous) {
+      this.#verdicts = this.#nc.subscribe(verdictSubject(line), {
+        callback: (error, message) => {
+          if (!error) this.#reviewVerdict(message.data);
+        },
+      });
+    }
     this.#loop = this.#trainLoop();
   }
 
@@ -151,6 +164,23 @@ export class TrainerStage implements PipelineStage {
     }
   }
 
+  /** Rejects a buffered image the published model scored anomalous (trainer.hygiene). */
+  #reviewVerdict(data: Uint8Array): void {
+    let verdict: Verdict;
+    try {
+      verdict = parseVerdict(data);
+    } catch {
+      return; // not ours to judge: the verdict's consumers see the same message
+    }
+    if (verdict.status !== "scored" || !verdict.anomalous) return;
+    const image = this.#buffer.get(verdict.imageId);
+    if (!image) return;
+    if (this.#hygiene.rejectScored({ imageId: image.imageId, item: image.pixels })) {
+      this.#buffer.remove([image.imageId]);
+      this.#rejectedOnVerdict.push(image.imageId);
+    }
+  }
+
   async #trainLoop(): Promise<void> {
     while (!this.#stopping) {
       let worked = false;
@@ -183,7 +213,8 @@ export class TrainerStage implements PipelineStage {
     }
     const result = trainStepFromBuffer(detector, this.#buffer, this.#hygiene);
     if (!result) return false;
-    const { report, downWeighted, rejected, readmitted } = result;
+    const { report, downWeighted, readmitted } = result;
+    const rejected = [...this.#rejectedOnVerdict.splice(0), ...result.rejected];
     this.#imagesTrained += result.fresh;
     this.#lastLoss = report.losses.total ?? null;
     this.#downWeighted += rejected.length;
@@ -317,6 +348,7 @@ export class TrainerStage implements PipelineStage {
   async stop(): Promise<void> {
     this.#stopping = true;
     this.#wakeup.notify();
+    this.#verdicts?.unsubscribe();
     await this.#messages?.close();
     await this.#loop;
     const detector = this.#detector;

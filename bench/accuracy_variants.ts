@@ -1,0 +1,111 @@
+/**
+ * The training variants the accuracy benchmarks compare: the paper's four (baseline, NMFE only,
+ * ATDR only, AD²) and the robust-trainer switches on top of AD² (issue 6). A variant is a set of
+ * TrainingSchema overrides, so every variant is also a configuration users can select.
+ *
+ * @module
+ */
+import type { TrainingConfigInput } from "../src/config/schema.ts";
+
+/** Variant names, in table order. */
+export const VARIANT_NAMES = [
+  "baseline",
+  "nmfe",
+  "atdr",
+  "ad2",
+  "ad2_exclude",
+  "ad2_trim",
+  "auto_st",
+  "robust",
+] as const;
+
+/** One of {@link VARIANT_NAMES}. */
+export type VariantName = typeof VARIANT_NAMES[number];
+
+/** What a variant trains with and how tables show it. */
+export interface AccuracyVariant {
+  /** Display name. */
+  label: string;
+  /** TrainingSchema overrides (on top of the benchmark's shared training fields). */
+  training: TrainingConfigInput;
+  /** Paper Table 3's switches; `null` for variants outside the paper's ablation. */
+  switches: { nmfe: boolean; atdr: boolean } | null;
+  /** Line colour in the chart. */
+  color: string;
+}
+
+/** Every variant. */
+export const ACCURACY_VARIANTS: Record<VariantName, AccuracyVariant> = {
+  baseline: {
+    label: "baseline (EfficientAD)",
+    training: { method: "baseline" },
+    switches: { nmfe: false, atdr: false },
+    color: "#555555",
+  },
+  nmfe: {
+    label: "NMFE only",
+    training: { method: "nmfe" },
+    switches: { nmfe: true, atdr: false },
+    color: "#1f77b4",
+  },
+  atdr: {
+    label: "ATDR only",
+    training: { method: "atdr" },
+    switches: { nmfe: false, atdr: true },
+    color: "#2ca02c",
+  },
+  ad2: {
+    label: "AD² (paper)",
+    training: { method: "ad2", atdrOutlierCount: 1, protectAutoencoder: "off" },
+    switches: { nmfe: true, atdr: true },
+    color: "#d62728",
+  },
+  ad2_exclude: {
+    label: "AD² + AE exclusion",
+    training: { method: "ad2", atdrOutlierCount: 1, protectAutoencoder: "exclude" },
+    switches: null,
+    color: "#ff7f0e",
+  },
+  ad2_trim: {
+    label: "AD² + AE exclusion + AE trim 25 %",
+    training: {
+      method: "ad2",
+      atdrOutlierCount: 1,
+      protectAutoencoder: "exclude",
+      autoencoderTrim: 0.25,
+    },
+    switches: null,
+    color: "#8c564b",
+  },
+  auto_st: {
+    label: "auto k (ST signal) + AE exclusion + trim 25 %",
+    training: {
+      method: "ad2",
+      atdrOutlierCount: "auto",
+      contamination: { signal: "st" },
+      protectAutoencoder: "exclude",
+      autoencoderTrim: 0.25,
+    },
+    switches: null,
+    color: "#e377c2",
+  },
+  robust: {
+    label: "robust (auto k + AE exclusion)",
+    training: { method: "ad2", atdrOutlierCount: "auto", protectAutoencoder: "exclude" },
+    switches: null,
+    color: "#9467bd",
+  },
+};
+
+/** Parses a variant name; the error lists the valid ones. */
+export function parseVariantName(name: string): VariantName {
+  const trimmed = name.trim();
+  if ((VARIANT_NAMES as readonly string[]).includes(trimmed)) return trimmed as VariantName;
+  throw new Error(`unknown variant "${trimmed}": expected one of ${VARIANT_NAMES.join(", ")}`);
+}
+
+/** Whether the variant uses ATDR (and so makes outlier picks). */
+export function usesAtdr(name: VariantName): boolean {
+  const method = ACCURACY_VARIANTS[name].training.method;
+  return method === "atdr" || method === "ad2";
+}
