@@ -7,8 +7,11 @@
  *     for the like-for-like PDN-only step and forward pass (our full detector step, with the
  *     MobileNetV2 teacher and the autoencoder, is reported beside them);
  *  3. RSS and `tf.memory().numTensors` over a long scoring run (goal: flat);
- *  4. pipeline throughput: a separate section, not measured yet (see
- *     {@link pipelineThroughputSection}).
+ *  4. end-to-end pipeline throughput and verdict latency through NATS against the bare model
+ *     (`speed_pipeline.ts`).
+ *
+ * `--sections` picks the parts to run; the others are kept from the previous `speed.json`,
+ * so one part can be re-measured without the ~30 minutes of the rest.
  *
  * Every measurement runs in its own Deno process, one at a time, so one failure (e.g. wasm
  * running out of its 4 GiB), a slow backend or a timeout cannot spoil the others, and RSS is
@@ -40,12 +43,23 @@ import {
   environment,
   fixed,
   markdownTable,
+  RESULTS_DIR,
   type Table,
   textTable,
   writeResultJson,
   writeResultText,
 } from "./report.ts";
 import { secondsSince } from "./timing.ts";
+import {
+  DEFAULT_PIPELINE_OPTIONS,
+  type PipelineBenchOptions,
+  pipelineMarkdown,
+  pipelineNotes,
+  type PipelineSection,
+  pipelineTable,
+  pipelineVerdicts,
+  runPipelineBench,
+} from "./speed_pipeline.ts";
 
 const CHILD_URL = new URL("./speed_child.ts", import.meta.url);
 const BATCH = 8;
@@ -66,8 +80,15 @@ export function speedCases(): SpeedCase[] {
   ];
 }
 
+/** The parts of the speed benchmark, selectable with `--sections`. */
+export const SPEED_SECTIONS = ["nets", "memory", "pipeline"] as const;
+/** One part: network timings (with the peer), the long scoring run, the pipeline. */
+export type SpeedSection = (typeof SPEED_SECTIONS)[number];
+
 /** Settings of a speed run. */
 export interface SpeedOptions {
+  /** Parts to run; the others are kept from the previous results. */
+  sections: SpeedSection[];
   /** Backends to try, in order. */
   backends: BackendName[];
   /** Cases by name. */
@@ -82,6 +103,8 @@ export interface SpeedOptions {
   peer: boolean;
   /** Long scoring run settings (`images` 0 skips it). */
   memory: MemoryRunJob;
+  /** Pipeline throughput and latency settings. */
+  pipeline: PipelineBenchOptions;
 }
 
 /** One measurement of one metric, case and backend. */
@@ -186,27 +209,10 @@ export interface SpeedReport {
   peer: PeerEntry[];
   /** Long scoring run. */
   memory: MemorySummary | null;
-  /** Pipeline throughput (separate, later). */
-  pipeline: PipelineThroughput;
+  /** Pipeline throughput and latency. */
+  pipeline: PipelineSection;
   /** Wall-clock seconds of the whole benchmark. */
   wallSeconds: number;
-}
-
-/** Pipeline throughput section of the report. */
-export type PipelineThroughput =
-  | { measured: true; imagesPerSecond: number; details: Record<string, unknown> }
-  | { measured: false; reason: string };
-
-/**
- * Pipeline throughput (images/s through NATS ingest → scorer → verdicts). Kept apart from the
- * network timings: it is added once the streaming pipeline is complete; until then the report
- * says so instead of giving a number.
- */
-export function pipelineThroughputSection(): Promise<PipelineThroughput> {
-  return Promise.resolve({
-    measured: false,
-    reason: "not part of this benchmark yet: added once the streaming pipeline is complete",
-  });
 }
 
 /** Runs every measurement, one at a time, printing progress. */
@@ -216,7 +222,8 @@ export async function runSpeed(options: SpeedOptions): Promise<SpeedReport> {
   const peer: PeerEntry[] = [];
   const unavailable = new Map<BackendName, string>();
   const log = (text: string) => console.log(`[${secondsSince(start)} s] ${text}`);
-  for (const speedCase of options.cases) {
+  const run = (section: SpeedSection) => options.sections.includes(section);
+  for (const speedCase of run("nets") ? options.cases : []) {
     if (options.peer) {
       for (const mode of ["fwd", "train"] as const) {
         const timing = await runTorchPeer(mode, speedCase.studentWidth, speedCase.imageSize, BATCH);
@@ -252,7 +259,10 @@ export async function runSpeed(options: SpeedOptions): Promise<SpeedReport> {
       }
     }
   }
-  const memory = options.memory.images > 0 ? await runMemory(options, log) : null;
+  const memory = run("memory") && options.memory.images > 0 ? await runMemory(options, log) : null;
+  const pipeline: PipelineSection = run("pipeline")
+    ? await runPipelineBench(options.pipeline, log)
+    : { measured: false, reason: "not run (`--sections`)" };
   return {
     benchmark: "speed",
     environment: await environment(),
@@ -260,7 +270,7 @@ export async function runSpeed(options: SpeedOptions): Promise<SpeedReport> {
     entries,
     peer,
     memory,
-    pipeline: await pipelineThroughputSection(),
+    pipeline,
     wallSeconds: secondsSince(start),
   };
 }
@@ -527,16 +537,39 @@ function speedMarkdown(report: SpeedReport): string {
       markdownTable(memoryTable(memory)),
     );
   }
-  lines.push(
-    "",
-    "## Pipeline throughput",
-    "",
-    report.pipeline.measured
-      ? `${report.pipeline.imagesPerSecond.toFixed(1)} images/s`
-      : `Not measured: ${report.pipeline.reason}.`,
-    "",
-  );
+  lines.push("", pipelineMarkdown(report.pipeline));
   return lines.join("\n");
+}
+
+/**
+ * `fresh` with the parts it did not run taken from `previous` (the last `speed.json`): the
+ * network timings come with the run's environment and options, which describe them.
+ */
+export function mergeSpeedReports(
+  fresh: SpeedReport,
+  previous: SpeedReport | null,
+  sections: readonly SpeedSection[],
+): SpeedReport {
+  if (!previous) return fresh;
+  const nets = sections.includes("nets") ? fresh : previous;
+  return {
+    ...nets,
+    memory: sections.includes("memory") ? fresh.memory : previous.memory,
+    pipeline: sections.includes("pipeline") ? fresh.pipeline : previous.pipeline,
+  };
+}
+
+async function readPreviousReport(): Promise<SpeedReport | null> {
+  try {
+    const text = await Deno.readTextFile(new URL("speed.json", RESULTS_DIR));
+    const report = JSON.parse(text) as SpeedReport;
+    // Files from before batch halving have no `batch`: every entry then ran batch 8.
+    report.entries = report.entries.map((entry) => ({ ...entry, batch: entry.batch ?? BATCH }));
+    return report;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return null;
+    throw error;
+  }
 }
 
 const USAGE = `deno task bench:speed [options]
@@ -548,7 +581,12 @@ const USAGE = `deno task bench:speed [options]
   --no-peer           skip the PyTorch peer
   --images N          long scoring run length (default 10000; 0 skips it)
   --memory-size N     long run image side (default 64)
-  --memory-width W    long run student width (default tiny)`;
+  --memory-width W    long run student width (default tiny)
+  --sections a,b      parts to run: nets,memory,pipeline (default all); the others are kept
+                      from the previous bench/results/speed.json
+  --pipeline-images N images per pipeline phase (default ${DEFAULT_PIPELINE_OPTIONS.images})
+  --pipeline-rate F   paced phase publish rate as a fraction of the saturated throughput
+                      (default ${DEFAULT_PIPELINE_OPTIONS.rateFraction})`;
 
 /** Parses the command line. */
 export function parseSpeedArgs(args: string[]): SpeedOptions {
@@ -565,6 +603,9 @@ export function parseSpeedArgs(args: string[]): SpeedOptions {
       images: { type: "string", default: "10000" },
       "memory-size": { type: "string", default: "64" },
       "memory-width": { type: "string", default: "tiny" },
+      sections: { type: "string", default: SPEED_SECTIONS.join(",") },
+      "pipeline-images": { type: "string", default: String(DEFAULT_PIPELINE_OPTIONS.images) },
+      "pipeline-rate": { type: "string", default: String(DEFAULT_PIPELINE_OPTIONS.rateFraction) },
       help: { type: "boolean", default: false },
     },
   });
@@ -584,7 +625,17 @@ export function parseSpeedArgs(args: string[]): SpeedOptions {
     return n;
   };
   const memorySize = number(values["memory-size"], "memory-size", 32);
+  const sections = values.sections.split(",").map((name) => {
+    const section = SPEED_SECTIONS.find((s) => s === name.trim());
+    if (!section) throw new Error(`--sections: unknown section "${name}" (nets, memory, pipeline)`);
+    return section;
+  });
+  const rateFraction = number(values["pipeline-rate"], "pipeline-rate", 0);
+  if (!(rateFraction > 0 && rateFraction <= 1)) {
+    throw new Error("--pipeline-rate must be in (0, 1]");
+  }
   return {
+    sections,
     backends: values.backends.split(",").map((b) => BackendSchema.parse(b.trim())),
     cases,
     maxCalls: Math.round(number(values["max-calls"], "max-calls", 1)),
@@ -601,6 +652,11 @@ export function parseSpeedArgs(args: string[]): SpeedOptions {
       images: Math.round(number(values.images, "images", 0)),
       batch: BATCH,
       samples: 20,
+    },
+    pipeline: {
+      ...DEFAULT_PIPELINE_OPTIONS,
+      images: Math.round(number(values["pipeline-images"], "pipeline-images", 10)),
+      rateFraction,
     },
   };
 }
@@ -619,10 +675,25 @@ export async function speedMain(args: string[]): Promise<number> {
     console.error(`${error instanceof Error ? error.message : error}\n\n${USAGE}`);
     return 2;
   }
-  const report = await runSpeed(options);
-  console.log("\n" + textTable(speedTable(report)));
-  for (const note of noteList(report)) console.log(`- ${note}`);
-  if (report.memory?.samples.length) console.log("\n" + textTable(memoryTable(report.memory)));
+  const fresh = await runSpeed(options);
+  const partial = SPEED_SECTIONS.some((section) => !options.sections.includes(section));
+  const report = mergeSpeedReports(
+    fresh,
+    partial ? await readPreviousReport() : null,
+    options.sections,
+  );
+  if (options.sections.includes("nets")) {
+    console.log("\n" + textTable(speedTable(report)));
+    for (const note of noteList(report)) console.log(`- ${note}`);
+  }
+  if (options.sections.includes("memory") && report.memory?.samples.length) {
+    console.log("\n" + textTable(memoryTable(report.memory)));
+  }
+  if (options.sections.includes("pipeline") && report.pipeline.measured) {
+    console.log("\n" + pipelineNotes(report.pipeline).join("\n"));
+    console.log("\n" + textTable(pipelineTable(report.pipeline)));
+    for (const line of pipelineVerdicts(report.pipeline)) console.log(`- ${line}`);
+  }
   const json = await writeResultJson("speed.json", report);
   const md = await writeResultText("speed.md", speedMarkdown(report));
   console.log(`\nwrote ${json}\nwrote ${md}`);
