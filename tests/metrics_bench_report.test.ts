@@ -16,7 +16,7 @@ import {
   pollutionLossTable,
   summarise,
 } from "../bench/accuracy_summary.ts";
-import type { VariantName } from "../bench/accuracy_variants.ts";
+import { ACCURACY_VARIANTS, type VariantName } from "../bench/accuracy_variants.ts";
 import type { AccuracyJobResult } from "../bench/accuracy_job.ts";
 import { parsePeerLine } from "../bench/torch_peer.ts";
 import { median, timeAdaptive } from "../bench/timing.ts";
@@ -138,7 +138,7 @@ Deno.test("accuracy summary: means, gaps, missing jobs, pollution loss, pooled A
   const table = perClassTable(summary, grid);
   assert.deepEqual(table.headers, ["noise ratio", "variant", "dress", "sandal", "mean"]);
   const ad2Gap = "Gap ↑ (AD² (paper) − baseline (EfficientAD))";
-  const robustGap = "Gap ↑ (robust (auto k + AE exclusion) − AD² (paper))";
+  const robustGap = `Gap ↑ (${ACCURACY_VARIANTS.robust.label} − AD² (paper))`;
   assert.deepEqual(table.rows[3], ["", ad2Gap, "+0.020", "-0.040", "-0.010"]);
   assert.deepEqual(table.rows[4], ["", robustGap, "-0.020", "+0.030", "+0.005"]);
   assert.deepEqual(table.rows[8], ["", ad2Gap, "+0.150", "—", "+0.125"]);
@@ -152,7 +152,7 @@ Deno.test("accuracy summary: means, gaps, missing jobs, pollution loss, pooled A
   assert.deepEqual(loss.headers, ["variant", "r = 0.0 − baseline", "loss at r = 0.2"]);
   assert.deepEqual(loss.rows[0], ["baseline (EfficientAD)", "+0.000", "0.300"]); // class 3 only
   assert.deepEqual(loss.rows[1], ["AD² (paper)", "-0.010", "0.065"]); // (0.17 − 0.04) / 2
-  assert.deepEqual(loss.rows[2], ["robust (auto k + AE exclusion)", "-0.005", "0.035"]);
+  assert.deepEqual(loss.rows[2], [ACCURACY_VARIANTS.robust.label, "-0.005", "0.035"]);
 
   const precision = atdrPrecisions(results, grid);
   assert.equal(precision.length, 2, "r = 0 has nothing injected; baseline never picks");

@@ -84,3 +84,18 @@ Deno.test("autoencoder rejects bad sizes and inputs", async () => {
   assert.throws(() => autoencoderForward(ae, tf.zeros([1, 64, 64, 3]), false), /built for/);
   tf.dispose(autoencoderVariables(ae));
 });
+
+Deno.test("autoencoder dropout: a seed makes the training-mode output reproducible", async () => {
+  await initBackend("wasm");
+  const ae = createAutoencoder({ imageSize: 64, outChannels: 8, latent: 8, seed: 1 });
+  const x = tf.randomUniform([1, 64, 64, 3], 0, 1, "float32", 3) as tf.Tensor4D;
+  try {
+    const run = (seed?: number) =>
+      tf.tidy(() => Array.from(autoencoderForward(ae, x, true, seed).dataSync()));
+    assert.deepEqual(run(5), run(5), "same seed, same masks");
+    assert.notDeepEqual(run(5), run(6), "another seed, other masks");
+  } finally {
+    x.dispose();
+    for (const v of autoencoderVariables(ae)) v.dispose();
+  }
+});

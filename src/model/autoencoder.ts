@@ -94,14 +94,19 @@ export function createAutoencoder(opts: AutoencoderOptions): AutoencoderParams {
   return { imageSize, encoder, decoder, upsampleSizes };
 }
 
+/** Dropout layers of the decoder (each takes `dropoutSeed + its index`). */
+export const AUTOENCODER_DROPOUT_LAYERS = 6;
+
 /**
  * Runs the autoencoder on NHWC `x` `[B, S, S, 3]` → `[B, S/4, S/4, outChannels]`.
- * `training` enables dropout.
+ * `training` enables dropout; with `dropoutSeed` its masks are reproducible (without it tfjs
+ * draws them from `Math.random`, and reruns of a training differ).
  */
 export function autoencoderForward(
   p: AutoencoderParams,
   x: tf.Tensor4D,
   training: boolean,
+  dropoutSeed?: number,
 ): tf.Tensor4D {
   const [, h, w, c] = x.shape;
   if (h !== p.imageSize || w !== p.imageSize || c !== 3) {
@@ -117,10 +122,13 @@ export function autoencoderForward(
       const last = i === p.encoder.length - 1;
       hidden = last ? apply(hidden, l, 1, 0) : tf.relu(apply(hidden, l, 2, 1));
     });
-    for (let i = 0; i < 6; i++) {
+    for (let i = 0; i < AUTOENCODER_DROPOUT_LAYERS; i++) {
       const side = p.upsampleSizes[i];
       hidden = tf.relu(apply(resizeBilinear(hidden, [side, side]), p.decoder[i], 1, 2));
-      if (training) hidden = tf.dropout(hidden, DROPOUT) as tf.Tensor4D;
+      if (training) {
+        const seed = dropoutSeed === undefined ? undefined : dropoutSeed + i;
+        hidden = tf.dropout(hidden, DROPOUT, undefined, seed) as tf.Tensor4D;
+      }
     }
     const side = p.upsampleSizes[6];
     hidden = tf.relu(apply(resizeBilinear(hidden, [side, side]), p.decoder[6], 1, 1));

@@ -27,6 +27,7 @@ import {
 } from "../ad2/mod.ts";
 import { createPdn, pdnForward, type PdnParams, pdnVariables } from "./pdn.ts";
 import {
+  AUTOENCODER_DROPOUT_LAYERS,
   autoencoderForward,
   type AutoencoderParams,
   autoencoderVariables,
@@ -240,7 +241,10 @@ export class Detector {
           cfg.xi,
           trimmed,
         );
-        const aeOut = autoencoderForward(this.autoencoder, input, true);
+        // Seeded per step: a rerun of the same training (offline or live) is identical.
+        const dropoutSeed = this.model.seed * 1_000_000_007 +
+          this.#step * AUTOENCODER_DROPOUT_LAYERS;
+        const aeOut = autoencoderForward(this.autoencoder, input, true, dropoutSeed);
         const ae = sampleWeightedMeanSquare(target, aeOut, aeWeights);
         const stae = sampleWeightedMeanSquare(aeOut, studentAe as tf.Tensor4D, aeWeights);
         const total = st.loss.add(ae).add(stae) as tf.Scalar;
