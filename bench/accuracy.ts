@@ -39,6 +39,7 @@ import {
 } from "./report.ts";
 import { type JobOutcome, WorkerPool } from "./worker_pool.ts";
 import { secondsSince } from "./timing.ts";
+import { numberList, positiveInt } from "./cli_args.ts";
 import { ACCURACY_VARIANTS, parseVariantName, VARIANT_NAMES } from "./accuracy_variants.ts";
 
 /**
@@ -406,21 +407,6 @@ function loads(average: readonly number[]): string {
 
 function jobSeconds(result: AccuracyJobResult): number {
   return result.seconds.setup + result.seconds.train + result.seconds.score;
-}
-
-function numberList(text: string, what: string): number[] {
-  const list = text.split(",").map((part) => Number(part.trim()));
-  if (list.length === 0 || list.some((n) => !Number.isFinite(n))) {
-    throw new Error(`--${what}: expected comma-separated numbers, got "${text}"`);
-  }
-  return list;
-}
-
-function positiveInt(text: string | undefined, fallback: number, what: string): number {
-  if (text === undefined) return fallback;
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--${what} must be a positive integer`);
-  return n;
 }
 
 /**

@@ -46,6 +46,7 @@ import {
   streamTable,
 } from "./stream_summary.ts";
 import { secondsSince } from "./timing.ts";
+import { numberList, positiveInt } from "./cli_args.ts";
 
 /** The cells a run covers. */
 export interface StreamGrid {
@@ -370,21 +371,6 @@ function streamMarkdown(
     markdownTable(tables.downWeight),
     "",
   ].join("\n");
-}
-
-function numberList(text: string, what: string): number[] {
-  const list = text.split(",").map((part) => Number(part.trim()));
-  if (list.length === 0 || list.some((n) => !Number.isFinite(n))) {
-    throw new Error(`--${what}: expected comma-separated numbers, got "${text}"`);
-  }
-  return list;
-}
-
-function positiveInt(text: string | undefined, fallback: number, what: string): number {
-  if (text === undefined) return fallback;
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--${what} must be a positive integer`);
-  return n;
 }
 
 /**

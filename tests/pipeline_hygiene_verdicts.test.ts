@@ -24,16 +24,8 @@ Deno.test({
     const line = "verdict-hygiene";
     const config = tinyPipelineConfig(line, {
       // Baseline: ATDR flags nothing, so every rejection below comes from a verdict.
-      training: { batchSize: 4, method: "baseline" },
-      trainer: {
-        warmupSteps: 2,
-        publishEverySteps: 2,
-        publishEverySeconds: 3600,
-        bufferSize: 32,
-        statsImages: 8,
-        normalisationImages: 8,
-        hygiene: { rejectScoredAnomalous: true },
-      },
+      training: { method: "baseline" },
+      trainer: { hygiene: { rejectScoredAnomalous: true } },
     });
     const events: TrainingEvent[] = [];
     const subscription = nc.subscribe(trainingSubject(line), {

@@ -16,12 +16,14 @@ import { firstHeader, readStream } from "../../src/streams/format.ts";
 
 /**
  * A configuration that trains in seconds on 2 cores: 64 px, tiny student, random teacher,
- * batches of 4, first version after 2 steps, then every 2 steps.
+ * batches of 4, first version after 2 steps, then every 2 steps. `overrides` replace whole
+ * sections, except `training` and `trainer`, whose fields are merged into the tiny ones.
  */
 export function tinyPipelineConfig(
   line: string,
   overrides: Partial<PipelineConfigInput> = {},
 ): PipelineConfig {
+  const { training, trainer, ...sections } = overrides;
   return PipelineSchema.parse({
     line,
     model: {
@@ -30,7 +32,7 @@ export function tinyPipelineConfig(
       teacher: { kind: "random_pdn", width: "tiny" },
       aeLatent: 16,
     },
-    training: { batchSize: 4 },
+    training: { batchSize: 4, ...training },
     trainer: {
       warmupSteps: 2,
       publishEverySteps: 2,
@@ -38,9 +40,10 @@ export function tinyPipelineConfig(
       bufferSize: 32,
       statsImages: 8,
       normalisationImages: 8,
+      ...trainer,
     },
     scorer: { batchSize: 4, threshold: { targetFalseAlarmRate: 0.1, window: 100, floor: 0 } },
-    ...overrides,
+    ...sections,
   });
 }
 
