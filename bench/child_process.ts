@@ -62,11 +62,14 @@ export async function runChild<Job, Result>(
       };
     }
     if (result) return { ok: true, result: result.value, seconds: seconds() };
-    const stderr = (await stderrText).trim().split("\n").filter((l) => l.trim()).slice(-3);
+    const stderrLines = (await stderrText).trim().split("\n").filter((l) => l.trim());
+    // The stack's last lines say where; the first error line says what (e.g. out of memory).
+    const what = stderrLines.find((l) => /error|abort/i.test(l) && !/^\s+at /.test(l));
+    const shown = [...new Set([...(what ? [what.trim()] : []), ...stderrLines.slice(-2)])];
     return {
       ok: false,
       timedOut: false,
-      error: `child exited with code ${status.code} without a result: ${stderr.join(" / ")}`,
+      error: `child exited with code ${status.code} without a result: ${shown.join(" / ")}`,
       seconds: seconds(),
     };
   } finally {
