@@ -23,6 +23,8 @@ import {
   perClassTable,
   pollutionLossTable,
   precisionTable,
+  rejectionSummaries,
+  rejectionTable,
   summarise,
 } from "./accuracy_summary.ts";
 import {
@@ -110,6 +112,8 @@ export interface AccuracyReport {
   summary: ReturnType<typeof summarise>;
   /** ATDR outlier precision and recall per (ratio, variant). */
   atdrPrecision: ReturnType<typeof atdrPrecisions>;
+  /** Training-set hygiene's rejection precision and recall per (ratio, variant). */
+  rejection: ReturnType<typeof rejectionSummaries>;
 }
 
 const USAGE = `deno task bench:accuracy [--quick] [options]
@@ -266,17 +270,22 @@ export async function writeAccuracyReport(
     failures,
     summary,
     atdrPrecision: precision,
+    rejection: rejectionSummaries(results, grid),
   };
   const tables = {
     perClass: perClassTable(summary, grid),
     ablation: ablationTable(summary, grid),
     precision: precisionTable(precision),
     pollutionLoss: pollutionLossTable(results, grid),
+    rejection: rejectionTable(report.rejection),
   };
   console.log("\nImage AUROC per class (paper Table 4 layout)\n" + textTable(tables.perClass));
   console.log("\nAblation, mean AUROC (paper Table 3 layout)\n" + textTable(tables.ablation));
   console.log("\nAUROC lost to pollution (mean over classes)\n" + textTable(tables.pollutionLoss));
   console.log("\nATDR outlier precision (pooled over classes)\n" + textTable(tables.precision));
+  if (tables.rejection.rows.length) {
+    console.log("\nHygiene rejections (pooled over classes)\n" + textTable(tables.rejection));
+  }
   const overlap = report.jobSeconds / Math.max(report.wallSeconds, 1e-9);
   console.log(
     `\n${results.length} jobs in ${report.wallSeconds} s wall on ${workers} worker(s): ` +
@@ -304,7 +313,7 @@ export async function writeAccuracyReport(
 function accuracyMarkdown(
   report: AccuracyReport,
   tables: Record<
-    "perClass" | "ablation" | "precision" | "pollutionLoss",
+    "perClass" | "ablation" | "precision" | "pollutionLoss" | "rejection",
     Parameters<typeof markdownTable>[0]
   >,
   png: string,
@@ -370,6 +379,17 @@ function accuracyMarkdown(
     "anomalies, hence no row.",
     "",
     tables.precision.rows.length ? markdownTable(tables.precision) : "(no ATDR picks in this run)",
+    "",
+    "## Training-set hygiene: rejection precision and recall",
+    "",
+    "Variants with hygiene stop training on the images it rejects (the live trainer's policy, " +
+    "src/stages/hygiene.ts, applied offline). Precision: share of the distinct rejected images " +
+    "that are injected anomalies; recall: share of the injected anomalies rejected; pooled over " +
+    "classes.",
+    "",
+    tables.rejection.rows.length
+      ? markdownTable(tables.rejection)
+      : "(no variant with hygiene in this run)",
     "",
   ];
   return lines.join("\n");

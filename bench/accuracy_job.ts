@@ -8,7 +8,14 @@
  *
  * @module
  */
-import { ModelSchema, type PdnWidth, TrainingSchema } from "../src/config/schema.ts";
+import {
+  type HygieneConfigInput,
+  HygieneSchema,
+  ModelSchema,
+  type PdnWidth,
+  TrainingSchema,
+} from "../src/config/schema.ts";
+import { RejectionPolicy, type RejectionQuality, rejectionQuality } from "../src/stages/hygiene.ts";
 import { Detector } from "../src/model/detector.ts";
 import { batchesOf, toBatch } from "../src/model/batches.ts";
 import { scoreAll } from "../src/model/offline.ts";
@@ -72,6 +79,11 @@ export interface AccuracyJobResult extends AccuracyJob {
   atdrPicks: OutlierCounts | null;
   /** The defect-rate estimate after the last step (`atdrOutlierCount: "auto"` only). */
   defectRate: number | null;
+  /**
+   * Training-set hygiene's rejections against the injected anomalies (variants with hygiene
+   * only): distinct images rejected, precision and recall.
+   */
+  rejection: RejectionQuality | null;
   /** Loss after the last step. */
   finalLoss: number;
   /** Median training-step time in ms. */
@@ -134,7 +146,13 @@ export class AccuracyJobRunner {
     );
     try {
       const t1 = performance.now();
-      const trace = trainTraced(detector, trainImages, injected, config);
+      const trace = trainTraced(
+        detector,
+        trainImages,
+        injected,
+        config,
+        ACCURACY_VARIANTS[job.variant].hygiene,
+      );
       const t2 = performance.now();
       const scores = scoreAll(detector, testImages);
       const t3 = performance.now();
@@ -146,6 +164,7 @@ export class AccuracyJobRunner {
         testSize: split.test.length,
         atdrPicks: usesAtdr(job.variant) ? countOutlierPicks(trace.picks) : null,
         defectRate: trace.defectRate,
+        rejection: trace.rejection,
         finalLoss: trace.finalLoss,
         stepMs: median(trace.stepMs),
         seconds: {
@@ -183,19 +202,23 @@ interface TrainingTrace {
   finalLoss: number;
   /** Defect-rate estimate after the last step, when the detector keeps one. */
   defectRate: number | null;
+  /** Training-set hygiene's rejections against the injected anomalies, when it ran. */
+  rejection: RejectionQuality | null;
 }
 
 /**
  * `trainOffline`'s procedure (teacher statistics on a seeded sample, `steps` steps on
  * epoch-wise shuffled batches, map normalisation on the same sample), written out here because
  * the benchmark needs each batch's composition to score ATDR's picks, which `trainOffline`'s
- * `onStep` callback does not expose.
+ * `onStep` callback does not expose, and applies the variant's training-set hygiene with the
+ * live trainer's policy (src/stages/hygiene.ts).
  */
 function trainTraced(
   detector: Detector,
   images: readonly Float32Array[],
   injected: readonly boolean[],
   config: AccuracyConfig,
+  hygiene: HygieneConfigInput | null,
 ): TrainingTrace {
   const { batchSize } = detector.training;
   const size = detector.model.imageSize;
@@ -203,15 +226,29 @@ function trainTraced(
     throw new Error(`need at least ${batchSize} training images, got ${images.length}`);
   }
   const random = new SeededRandom(config.seed);
-  const statsSample = images.length <= config.statsImages
-    ? images.slice()
-    : random.sample(images, config.statsImages);
-  detector.fitTeacherStats(batchesOf(statsSample, size, 16));
-  const trace: TrainingTrace = { picks: [], stepMs: [], finalLoss: NaN, defectRate: null };
+  const statsIndices = images.length <= config.statsImages
+    ? images.map((_, i) => i)
+    : random.sample(images.map((_, i) => i), config.statsImages);
+  detector.fitTeacherStats(batchesOf(statsIndices.map((i) => images[i]), size, 16));
+  const trace: TrainingTrace = {
+    picks: [],
+    stepMs: [],
+    finalLoss: NaN,
+    defectRate: null,
+    rejection: null,
+  };
+  // Hygiene as the live trainer does it: rejected images leave the training pool (and the
+  // normalisation sample), re-admitted ones come back.
+  const policy = hygiene ? new RejectionPolicy<number>(HygieneSchema.parse(hygiene)) : null;
+  const rejected = new Set<number>();
+  const everRejected = new Set<number>();
   let order: number[] = [];
   for (let step = 0; step < config.steps; step++) {
+    order = order.filter((i) => !rejected.has(i));
     if (order.length < batchSize) {
-      order = random.shuffled(Array.from({ length: images.length }, (_, i) => i));
+      const pool = images.map((_, i) => i).filter((i) => !rejected.has(i));
+      if (pool.length < batchSize) throw new Error(`hygiene left ${pool.length} images`);
+      order = random.shuffled(pool);
     }
     const indices = order.splice(0, batchSize);
     const batch = toBatch(indices.map((i) => images[i]), size);
@@ -222,11 +259,27 @@ function trainTraced(
       trace.picks.push({ injected: indices.map((i) => injected[i]), outliers: report.outliers });
       trace.finalLoss = report.losses.total;
       trace.defectRate = report.defectRate;
+      if (policy) {
+        const batchImages = indices.map((i) => ({ imageId: String(i), item: i }));
+        for (const id of policy.review(batchImages, report.outliers)) {
+          rejected.add(Number(id));
+          everRejected.add(Number(id));
+        }
+        for (const { item } of policy.readmit()) rejected.delete(item);
+      }
     } finally {
       batch.dispose();
     }
   }
-  detector.fitMapNormalisation(batchesOf(statsSample, size, 16));
+  if (policy) {
+    trace.rejection = rejectionQuality(
+      images.map((_, i) => String(i)),
+      [...everRejected].map(String),
+      (id) => injected[Number(id)],
+    );
+  }
+  const kept = statsIndices.filter((i) => !rejected.has(i));
+  detector.fitMapNormalisation(batchesOf(kept.map((i) => images[i]), size, 16));
   return trace;
 }
 

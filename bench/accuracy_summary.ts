@@ -37,6 +37,24 @@ export interface AtdrPrecisionSummary extends OutlierPrecision, OutlierCounts {
   variant: VariantName;
 }
 
+/** Training-set hygiene's rejections pooled over the classes at one ratio. */
+export interface RejectionSummary {
+  /** Noise ratio. */
+  ratio: number;
+  /** A variant with hygiene. */
+  variant: VariantName;
+  /** Distinct images rejected, summed over classes. */
+  rejected: number;
+  /** Of those, injected anomalies. */
+  truePositives: number;
+  /** Injected anomalies in the training sets. */
+  anomalies: number;
+  /** truePositives / rejected; null when nothing was rejected. */
+  precision: number | null;
+  /** truePositives / anomalies; null without anomalies (r = 0). */
+  recall: number | null;
+}
+
 /** The grid a run covered. */
 export interface AccuracyGrid {
   /** Normal classes, in order. */
@@ -86,6 +104,50 @@ export function atdrPrecisions(
     }
   }
   return out;
+}
+
+/** Hygiene rejections per (ratio, variant with hygiene), pooled over classes. */
+export function rejectionSummaries(
+  results: readonly AccuracyJobResult[],
+  grid: AccuracyGrid,
+): RejectionSummary[] {
+  const out: RejectionSummary[] = [];
+  for (const ratio of grid.ratios) {
+    for (const variant of grid.variants) {
+      const parts = results.filter((r) => r.ratio === ratio && r.variant === variant && r.rejection)
+        .map((r) => r.rejection!);
+      if (parts.length === 0) continue;
+      const rejected = parts.reduce((n, p) => n + p.rejected, 0);
+      const truePositives = parts.reduce((n, p) => n + p.truePositives, 0);
+      const anomalies = parts.reduce((n, p) => n + p.anomaliesSeen, 0);
+      out.push({
+        ratio,
+        variant,
+        rejected,
+        truePositives,
+        anomalies,
+        precision: rejected > 0 ? truePositives / rejected : null,
+        recall: anomalies > 0 ? truePositives / anomalies : null,
+      });
+    }
+  }
+  return out;
+}
+
+/** Hygiene table: per ratio and variant, images rejected, precision and recall. */
+export function rejectionTable(summaries: readonly RejectionSummary[]): Table {
+  return {
+    headers: ["noise ratio", "variant", "rejected", "of them injected", "precision", "recall"],
+    rows: summaries.map((s) => [
+      s.ratio.toFixed(1),
+      ACCURACY_VARIANTS[s.variant].label,
+      String(s.rejected),
+      String(s.truePositives),
+      fixed(s.precision),
+      fixed(s.recall),
+    ]),
+    align: ["left", "left", "right", "right", "right", "right"],
+  };
 }
 
 /**

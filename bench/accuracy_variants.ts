@@ -8,7 +8,7 @@
  *
  * @module
  */
-import type { TrainingConfigInput } from "../src/config/schema.ts";
+import type { HygieneConfigInput, TrainingConfigInput } from "../src/config/schema.ts";
 
 /** Variant names, in table order. */
 export const VARIANT_NAMES = [
@@ -30,6 +30,11 @@ export interface AccuracyVariant {
   label: string;
   /** TrainingSchema overrides (on top of the benchmark's shared training fields). */
   training: TrainingConfigInput;
+  /**
+   * Training-set hygiene (the live trainer's `trainer.hygiene`, emulated offline): which
+   * ATDR-flagged images stop being trained on. `null`: none ever does (the paper).
+   */
+  hygiene: HygieneConfigInput | null;
   /** Paper Table 3's switches; `null` for variants outside the paper's ablation. */
   switches: { nmfe: boolean; atdr: boolean } | null;
   /** Line colour in the chart. */
@@ -41,30 +46,35 @@ export const ACCURACY_VARIANTS: Record<VariantName, AccuracyVariant> = {
   baseline: {
     label: "baseline (EfficientAD)",
     training: { method: "baseline" },
+    hygiene: null,
     switches: { nmfe: false, atdr: false },
     color: "#555555",
   },
   nmfe: {
     label: "NMFE only",
     training: { method: "nmfe" },
+    hygiene: null,
     switches: { nmfe: true, atdr: false },
     color: "#1f77b4",
   },
   atdr: {
     label: "ATDR only",
     training: { method: "atdr" },
+    hygiene: null,
     switches: { nmfe: false, atdr: true },
     color: "#2ca02c",
   },
   ad2: {
     label: "AD² (paper)",
     training: { method: "ad2", atdrOutlierCount: 1, protectAutoencoder: "off" },
+    hygiene: null,
     switches: { nmfe: true, atdr: true },
     color: "#d62728",
   },
   ad2_exclude: {
     label: "AD² + AE exclusion",
     training: { method: "ad2", atdrOutlierCount: 1, protectAutoencoder: "exclude" },
+    hygiene: null,
     switches: null,
     color: "#ff7f0e",
   },
@@ -76,11 +86,12 @@ export const ACCURACY_VARIANTS: Record<VariantName, AccuracyVariant> = {
       protectAutoencoder: "exclude",
       autoencoderTrim: 0.25,
     },
+    hygiene: null,
     switches: null,
     color: "#8c564b",
   },
   robust: {
-    label: "robust (auto k on ST signal + AE exclusion + trim 25 %)",
+    label: "robust (auto k on ST signal, AE exclusion + trim 25 %, hygiene)",
     training: {
       method: "ad2",
       atdrOutlierCount: "auto",
@@ -88,6 +99,9 @@ export const ACCURACY_VARIANTS: Record<VariantName, AccuracyVariant> = {
       protectAutoencoder: "exclude",
       autoencoderTrim: 0.25,
     },
+    // An image ATDR flags leaves training at once, but never more than 30 % of the recent
+    // distinct images (the cap against confirmation bias).
+    hygiene: { flagsToReject: 1, maxRejectedFraction: 0.3 },
     switches: null,
     color: "#9467bd",
   },

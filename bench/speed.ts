@@ -277,7 +277,9 @@ export async function runSpeed(options: SpeedOptions): Promise<SpeedReport> {
 
 /** True for the errors tfjs-wasm gives when its memory is exhausted. */
 function isOutOfMemory(note: string | undefined): boolean {
-  return note !== undefined && /memory access out of bounds|out of memory|maximum memory size|cannot enlarge memory|allocation failed/i.test(note);
+  return note !== undefined &&
+    /memory access out of bounds|out of memory|maximum memory size|cannot enlarge memory|allocation failed/i
+      .test(note);
 }
 
 async function measureEntry(

@@ -343,8 +343,8 @@ function streamMarkdown(
     "appearances that were down-weighted (the offline job's `atdrPicks` measure the same); " +
     "**rejection P** = share of the trainer's hygiene rejections (`rejected`) that are injected " +
     "anomalies, **R** = distinct injected anomalies rejected at least once / injected. Hygiene " +
-    "is the default (`flagsToReject` 1, no cap, no re-admission), so every down-weighted image " +
-    "leaves the buffer at once; it comes back with the next pass under a new Image-Id. Mean " +
+    "is the variant's, as offline (none for the paper's variants: a rejection cap of 0); a " +
+    "rejected image comes back with the next pass under a new Image-Id. Mean " +
     "rows: AUROC averaged over the live runs, precision and recall pooled over their counts. " +
     "**live spread**: the largest max − min of live AUROC among one class's repeats, the " +
     "live run's own noise (needs `--repeats` ≥ 2).",
@@ -352,9 +352,9 @@ function streamMarkdown(
     "Where live and offline still differ by design: the live trainer fits the teacher " +
     "statistics on the first images buffered and the map normalisation on the newest " +
     `${c.statsImages}, offline on a seeded sample; live batches take the newest untrained ` +
-    "images and top up with replays, offline batches are epoch-wise shuffles; the live trainer " +
-    "drops down-weighted images from its buffer; the autoencoder's dropout is seeded offline " +
-    "(Math.random per class) but not in the live trainer's Worker.",
+    "images and top up with replays, offline batches are epoch-wise shuffles; live passes " +
+    "re-send every image under a new Image-Id, so hygiene's rejections last one pass there and " +
+    "the whole run offline. Both seed the autoencoder's dropout per step (model seed).",
     "",
     `Run: ${env.date}, commit ${env.commit}, Deno ${env.deno}, tfjs ${env.tfjs} (wasm), ` +
     `${env.cpu}, load average ${loads(report.loadAverageAtStart)} at the start and ` +

@@ -38,7 +38,8 @@ const NEVER_AGAIN = { steps: 1_000_000, seconds: 1e9 };
  * The line's configuration for `cell`: the offline job's model and training (variant
  * overrides, learning rate), the first version published after exactly `config.steps` steps
  * and none after it, a buffer holding one pass, statistics and normalisation on
- * `config.statsImages` images as offline; every other field (hygiene included) the default.
+ * `config.statsImages` images as offline, the variant's training-set hygiene as offline; every
+ * other field the default.
  */
 export function streamPipelineConfig(
   cell: StreamCell,
@@ -66,6 +67,8 @@ export function streamPipelineConfig(
       statsImages: config.statsImages,
       normalisationImages: config.statsImages,
       seed: config.seed,
+      // The variant's hygiene, as offline; without one nothing leaves training (a cap of 0).
+      hygiene: ACCURACY_VARIANTS[cell.variant].hygiene ?? { maxRejectedFraction: 0 },
     },
   });
 }

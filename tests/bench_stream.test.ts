@@ -71,7 +71,10 @@ Deno.test("stream line config: offline model and training, one version at the st
   assert.ok(line.trainer.publishEverySteps > 1000);
   assert.equal(line.trainer.bufferSize, 260);
   assert.equal(line.trainer.statsImages, 64);
-  assert.deepEqual(line.trainer.hygiene, HygieneSchema.parse({}));
+  assert.deepEqual(line.trainer.hygiene, HygieneSchema.parse(ACCURACY_VARIANTS.robust.hygiene!));
+  // The paper's AD² has no hygiene: nothing may leave the live trainer's buffer either.
+  const paper = streamPipelineConfig({ normalClass: 0, ratio: 0.3, variant: "ad2" }, config, 260);
+  assert.equal(paper.trainer.hygiene.maxRejectedFraction, 0);
 });
 
 Deno.test("stream image ids: passes map back to their training sample", () => {

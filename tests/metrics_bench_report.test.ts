@@ -14,6 +14,8 @@ import {
   atdrPrecisions,
   perClassTable,
   pollutionLossTable,
+  rejectionSummaries,
+  rejectionTable,
   summarise,
 } from "../bench/accuracy_summary.ts";
 import { ACCURACY_VARIANTS, type VariantName } from "../bench/accuracy_variants.ts";
@@ -101,6 +103,7 @@ function result(
       }
       : null,
     defectRate: null,
+    rejection: null,
     finalLoss: 1,
     stepMs: 1,
     seconds: { setup: 0, train: 0, score: 0 },
@@ -162,6 +165,36 @@ Deno.test("accuracy summary: means, gaps, missing jobs, pollution loss, pooled A
   assert.equal(precision[0].chance, 4 / 20);
   assert.equal(precision[0].recall, 6 / 30);
   assert.equal(precision[1].recall, 18 / 30);
+});
+
+Deno.test("hygiene rejections pool over classes into precision and recall per ratio", () => {
+  const grid: AccuracyGrid = { classes: [0, 1], ratios: [0, 0.1], variants: ["ad2", "robust"] };
+  const withRejection = (
+    normalClass: number,
+    ratio: number,
+    rejected: number,
+    truePositives: number,
+    anomaliesSeen: number,
+  ): AccuracyJobResult => ({
+    ...result(normalClass, ratio, "robust", 0.8),
+    rejection: { rejected, truePositives, anomaliesSeen, precision: null, recall: null },
+  });
+  const summaries = rejectionSummaries([
+    result(0, 0.1, "ad2", 0.8), // no hygiene: no row
+    withRejection(0, 0, 3, 0, 0),
+    withRejection(1, 0, 1, 0, 0),
+    withRejection(0, 0.1, 10, 6, 20),
+    withRejection(1, 0.1, 10, 9, 20),
+  ], grid);
+  assert.deepEqual(summaries.map((s) => [s.ratio, s.variant]), [[0, "robust"], [0.1, "robust"]]);
+  assert.deepEqual(
+    [summaries[0].rejected, summaries[0].precision, summaries[0].recall],
+    [4, 0, null],
+    "a clean line: every rejection is a false one; no recall",
+  );
+  assert.equal(summaries[1].precision, 15 / 20);
+  assert.equal(summaries[1].recall, 15 / 40);
+  assert.deepEqual(rejectionTable(summaries).rows[1].slice(2), ["20", "15", "0.750", "0.375"]);
 });
 
 Deno.test("PyTorch peer output is parsed, anything else is not", () => {

@@ -205,6 +205,8 @@ export const HygieneSchema = z.object({
 }).strict();
 /** Hygiene configuration. */
 export type HygieneConfig = z.infer<typeof HygieneSchema>;
+/** Hygiene configuration as written (defaults not yet applied). */
+export type HygieneConfigInput = z.input<typeof HygieneSchema>;
 
 /** The trainer stage: warm-up, model publication cadence and its image buffer. */
 export const TrainerStageSchema = z.object({
