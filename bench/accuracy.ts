@@ -344,6 +344,7 @@ function accuracyMarkdown(
     ". tfjs seeds the autoencoder's dropout from Math.random, which each " +
     "job seeds per class, so reruns give identical numbers.",
     "",
+    (env.command ? `Command: \`${env.command}\`. ` : "") +
     `Run: ${env.date}, commit ${env.commit}, Deno ${env.deno}, tfjs ${env.tfjs} (wasm), ` +
     `${env.cpu}, load average (1/5/15 min) ${loads(report.loadAverageAtStart)} at the start and ` +
     `${loads(env.loadAverage)} at the end (other work shares the machine), ` +

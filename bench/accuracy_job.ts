@@ -285,9 +285,9 @@ function trainTraced(
 
 /**
  * Runs `fn` with `Math.random` replaced by a seeded generator. Why: tfjs seeds unseeded random
- * ops (the autoencoder's dropout) from `Math.random()`, which made reruns of the same job
- * differ by up to 0.07 AUROC (measured), as much as the effects under study. Safe here because
- * a worker runs one job at a time.
+ * ops from `Math.random()`; the detector seeds the ones it knows (weights, the autoencoder's
+ * dropout, whose unseeded masks once made reruns differ by up to 0.07 AUROC), and this keeps
+ * anything else reproducible too. Safe here because a worker runs one job at a time.
  */
 async function withSeededMathRandom<T>(seed: number, fn: () => Promise<T>): Promise<T> {
   const original = Math.random;

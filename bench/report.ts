@@ -73,6 +73,19 @@ export interface Environment {
   commit: string;
   /** 1/5/15-minute load averages when the record was made (other work on a shared machine). */
   loadAverage: number[];
+  /** The command that made the record, e.g. `deno task bench:accuracy --quick` (absent in old records). */
+  command?: string;
+}
+
+/** The command line of this benchmark run, as a user would type it. */
+export function benchCommand(): string {
+  const file = Deno.mainModule.split("/").pop() ?? "";
+  const task =
+    { "accuracy.ts": "bench:accuracy", "stream.ts": "bench:stream", "speed.ts": "bench:speed" }[
+      file
+    ];
+  const base = task ? `deno task ${task}` : `deno run -A bench/${file}`;
+  return [base, ...Deno.args].join(" ");
 }
 
 /** Describes the current machine and software for the results files. */
@@ -87,6 +100,7 @@ export async function environment(): Promise<Environment> {
     memoryGiB: Math.round(Deno.systemMemoryInfo().total / 2 ** 30),
     commit: await gitCommit(),
     loadAverage: Deno.loadavg(),
+    command: benchCommand(),
   };
 }
 

@@ -498,6 +498,7 @@ function speedMarkdown(report: SpeedReport): string {
   const lines = [
     "# Speed benchmark",
     "",
+    (env.command ? `Command: \`${env.command}\`. ` : "") +
     `Run: ${env.date}, commit ${env.commit}, Deno ${env.deno}, tfjs ${env.tfjs}, ${env.cpu}, ` +
     `${env.memoryGiB} GiB; ${report.wallSeconds} s in all. Median of up to ` +
     `${report.options.maxCalls} timed calls after one warm-up call (fewer when calls are ` +

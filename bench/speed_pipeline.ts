@@ -404,6 +404,7 @@ export function pipelineNotes(report: PipelineBenchReport): string[] {
   const o = report.options;
   const cores = coreCount(env);
   return [
+    (env.command ? `Command: \`${env.command}\`. ` : "") +
     `Run: ${env.date}, commit ${env.commit}, ${env.cpu}, load average ` +
     `${env.loadAverage.map((l) => l.toFixed(2)).join(" / ")} at the end; ` +
     `${report.wallSeconds} s for this section.`,

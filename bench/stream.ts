@@ -356,6 +356,7 @@ function streamMarkdown(
     "re-send every image under a new Image-Id, so hygiene's rejections last one pass there and " +
     "the whole run offline. Both seed the autoencoder's dropout per step (model seed).",
     "",
+    (env.command ? `Command: \`${env.command}\`. ` : "") +
     `Run: ${env.date}, commit ${env.commit}, Deno ${env.deno}, tfjs ${env.tfjs} (wasm), ` +
     `${env.cpu}, load average ${loads(report.loadAverageAtStart)} at the start and ` +
     `${loads(env.loadAverage)} at the end; ${report.results.length} live runs in ` +

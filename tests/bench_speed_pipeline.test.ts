@@ -106,6 +106,7 @@ function environmentStub(): Environment {
     memoryGiB: 1,
     commit: "abc",
     loadAverage: [1, 1, 1],
+    command: "deno task bench:speed --sections pipeline",
   };
 }
 
