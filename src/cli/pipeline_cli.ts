@@ -23,6 +23,16 @@ export interface PipelineCliValues {
   progress?: string;
 }
 
+/** `node:util` parseArgs options of {@link PipelineCliValues}, plus `--help`. */
+export const PIPELINE_CLI_OPTIONS = {
+  line: { type: "string" },
+  config: { type: "string" },
+  server: { type: "string" },
+  checkpoints: { type: "string" },
+  progress: { type: "string" },
+  help: { type: "boolean", default: false },
+} as const;
+
 /** Help lines of the shared options. */
 export const PIPELINE_OPTIONS_HELP =
   `  --line LINE         serve pipelines/LINE.json (default: demo)

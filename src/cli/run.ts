@@ -6,7 +6,7 @@
  */
 import { parseArgs } from "node:util";
 import { runCommand as runWithExitCodes } from "../streams/cli_support.ts";
-import { PIPELINE_OPTIONS_HELP, servePipeline } from "./pipeline_cli.ts";
+import { PIPELINE_CLI_OPTIONS, PIPELINE_OPTIONS_HELP, servePipeline } from "./pipeline_cli.ts";
 
 /** Help text of `run`. */
 export const RUN_HELP = `usage: main.ts run [--line LINE | --config FILE] [options]
@@ -26,14 +26,7 @@ export function runCommand(args: string[]): Promise<number> {
   return runWithExitCodes("run", async () => {
     const { values } = parseArgs({
       args,
-      options: {
-        line: { type: "string" },
-        config: { type: "string" },
-        server: { type: "string" },
-        checkpoints: { type: "string" },
-        progress: { type: "string" },
-        help: { type: "boolean", default: false },
-      },
+      options: PIPELINE_CLI_OPTIONS,
       strict: true,
     });
     if (values.help) {

@@ -8,7 +8,7 @@
 import { parseArgs } from "node:util";
 import { STAGE_NAMES, type StageName } from "../stages/stage.ts";
 import { runCommand, UsageError } from "../streams/cli_support.ts";
-import { PIPELINE_OPTIONS_HELP, servePipeline } from "./pipeline_cli.ts";
+import { PIPELINE_CLI_OPTIONS, PIPELINE_OPTIONS_HELP, servePipeline } from "./pipeline_cli.ts";
 
 /** Help text of `stage`. */
 export const STAGE_HELP =
@@ -25,14 +25,7 @@ export function stageCommand(args: string[]): Promise<number> {
   return runCommand("stage", async () => {
     const { values, positionals } = parseArgs({
       args,
-      options: {
-        line: { type: "string" },
-        config: { type: "string" },
-        server: { type: "string" },
-        checkpoints: { type: "string" },
-        progress: { type: "string" },
-        help: { type: "boolean", default: false },
-      },
+      options: PIPELINE_CLI_OPTIONS,
       allowPositionals: true,
       strict: true,
     });

@@ -37,18 +37,9 @@ import {
   type PipelineStage,
   type StageLog,
   type StageName,
+  type StageOptions,
   type StageStatus,
 } from "./stage.ts";
-
-/** Options of {@link IngestStage}. */
-export interface IngestStageOptions {
-  /** Open connection (the stage does not close it). */
-  connection: NatsConnection;
-  /** The line's configuration. */
-  config: PipelineConfig;
-  /** Where progress and problems go. */
-  log: StageLog;
-}
 
 /** Seconds before a message that failed for a transient reason (NATS error) is redelivered. */
 const RETRY_DELAY_MS = 2_000;
@@ -73,7 +64,7 @@ export class IngestStage implements PipelineStage {
   readonly #rejectedByCode: Partial<Record<RejectionCode, number>> = {};
 
   /** Creates the stage; {@link start} connects it. */
-  constructor(options: IngestStageOptions) {
+  constructor(options: StageOptions) {
     this.#nc = options.connection;
     this.#config = options.config;
     this.#log = options.log;

@@ -43,20 +43,11 @@ import {
   type PipelineStage,
   type StageLog,
   type StageName,
+  type StageOptions,
   type StageStatus,
 } from "./stage.ts";
 import { ScoreWindow } from "./threshold.ts";
 import { Wakeup } from "./wakeup.ts";
-
-/** Options of {@link ScorerStage}. */
-export interface ScorerStageOptions {
-  /** Open connection (the stage does not close it). */
-  connection: NatsConnection;
-  /** The line's configuration. */
-  config: PipelineConfig;
-  /** Where progress and problems go. */
-  log: StageLog;
-}
 
 /** A loaded model version. */
 interface LoadedModel {
@@ -93,7 +84,7 @@ export class ScorerStage implements PipelineStage {
   #retried = 0;
 
   /** Creates the stage; {@link start} connects it. */
-  constructor(options: ScorerStageOptions) {
+  constructor(options: StageOptions) {
     this.#nc = options.connection;
     this.#config = options.config;
     this.#log = options.log;

@@ -4,6 +4,8 @@
  *
  * @module
  */
+import type { NatsConnection } from "nats";
+import type { PipelineConfig } from "../config/schema.ts";
 
 /** The three stages of a line. */
 export const STAGE_NAMES = ["ingest", "trainer", "scorer"] as const;
@@ -64,12 +66,22 @@ export interface PipelineStage {
   snapshot?(): Promise<SnapshotReport>;
 }
 
-/** Common construction options of the stages. */
+/** Where a stage's progress and problems go. */
 export interface StageLog {
   /** Informational line. */
   info(message: string): void;
   /** Something went wrong but the stage carries on. */
   warn(message: string): void;
+}
+
+/** Construction options every stage takes. */
+export interface StageOptions {
+  /** Open connection (the stage does not close it). */
+  connection: NatsConnection;
+  /** The line's configuration. */
+  config: PipelineConfig;
+  /** Where progress and problems go. */
+  log: StageLog;
 }
 
 /** A {@link StageLog} writing `[line/stage] message` to the console. */

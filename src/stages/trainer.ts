@@ -44,20 +44,15 @@ import {
   type SnapshotReport,
   type StageLog,
   type StageName,
+  type StageOptions,
   type StageStatus,
 } from "./stage.ts";
 import { Wakeup, yieldToEventLoop } from "./wakeup.ts";
 
 /** Options of {@link TrainerStage}. */
-export interface TrainerStageOptions {
-  /** Open connection (the stage does not close it). */
-  connection: NatsConnection;
-  /** The line's configuration. */
-  config: PipelineConfig;
+export interface TrainerStageOptions extends StageOptions {
   /** Checkpoints go to `<checkpointDir>/<line>` on stop and snapshot. */
   checkpointDir: string;
-  /** Where progress and problems go. */
-  log: StageLog;
 }
 
 /** Longest idle sleep of the training loop, so time-based publication is not late. */
