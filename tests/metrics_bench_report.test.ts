@@ -152,10 +152,15 @@ Deno.test("accuracy summary: means, gaps, missing jobs, pollution loss, pooled A
 
   // Loss from r = 0 over the classes with both ratios; cost at r = 0 against the baseline.
   const loss = pollutionLossTable(results, grid);
-  assert.deepEqual(loss.headers, ["variant", "r = 0.0 − baseline", "loss at r = 0.2"]);
-  assert.deepEqual(loss.rows[0], ["baseline (EfficientAD)", "+0.000", "0.300"]); // class 3 only
-  assert.deepEqual(loss.rows[1], ["AD² (paper)", "-0.010", "0.065"]); // (0.17 − 0.04) / 2
-  assert.deepEqual(loss.rows[2], [ACCURACY_VARIANTS.robust.label, "-0.005", "0.035"]);
+  assert.deepEqual(loss.headers, [
+    "variant",
+    "r = 0.0 − baseline",
+    "r = 0.0 − AD²",
+    "loss at r = 0.2",
+  ]);
+  assert.deepEqual(loss.rows[0], ["baseline (EfficientAD)", "+0.000", "+0.010", "0.300"]);
+  assert.deepEqual(loss.rows[1], ["AD² (paper)", "-0.010", "+0.000", "0.065"]); // (0.17 − 0.04) / 2
+  assert.deepEqual(loss.rows[2], [ACCURACY_VARIANTS.robust.label, "-0.005", "+0.005", "0.035"]);
 
   const precision = atdrPrecisions(results, grid);
   assert.equal(precision.length, 2, "r = 0 has nothing injected; baseline never picks");
