@@ -18,6 +18,7 @@ export const VARIANT_NAMES = [
   "ad2",
   "ad2_exclude",
   "ad2_trim",
+  "robust_without_hygiene",
   "robust",
 ] as const;
 
@@ -40,6 +41,15 @@ export interface AccuracyVariant {
   /** Line colour in the chart. */
   color: string;
 }
+
+/** The robust trainer's training fields (its hygiene is separate, see `robust`). */
+const ROBUST_TRAINING: TrainingConfigInput = {
+  method: "ad2",
+  atdrOutlierCount: "auto",
+  contamination: { signal: "st" },
+  protectAutoencoder: "exclude",
+  autoencoderTrim: 0.25,
+};
 
 /** Every variant. */
 export const ACCURACY_VARIANTS: Record<VariantName, AccuracyVariant> = {
@@ -90,15 +100,16 @@ export const ACCURACY_VARIANTS: Record<VariantName, AccuracyVariant> = {
     switches: null,
     color: "#8c564b",
   },
+  robust_without_hygiene: {
+    label: "robust without hygiene",
+    training: ROBUST_TRAINING,
+    hygiene: null,
+    switches: null,
+    color: "#17becf",
+  },
   robust: {
     label: "robust (auto k on ST signal, AE exclusion + trim 25 %, hygiene)",
-    training: {
-      method: "ad2",
-      atdrOutlierCount: "auto",
-      contamination: { signal: "st" },
-      protectAutoencoder: "exclude",
-      autoencoderTrim: 0.25,
-    },
+    training: ROBUST_TRAINING,
     // An image ATDR flags leaves training at once, but never more than 30 % of the recent
     // distinct images (the cap against confirmation bias).
     hygiene: { flagsToReject: 1, maxRejectedFraction: 0.3 },
