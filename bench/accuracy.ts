@@ -34,6 +34,7 @@ import {
   lineChartSvg,
   markdownTable,
   RESULTS_DIR,
+  startCommit,
   svgToPng,
   textTable,
   writeResultJson,
@@ -383,7 +384,10 @@ function accuracyMarkdown(
     "",
     "Variants: " +
     report.grid.variants.map((v) =>
-      `${ACCURACY_VARIANTS[v].label} = \`${JSON.stringify(ACCURACY_VARIANTS[v].training)}\``
+      `${ACCURACY_VARIANTS[v].label} = \`${JSON.stringify(ACCURACY_VARIANTS[v].training)}\`` +
+      (ACCURACY_VARIANTS[v].hygiene
+        ? ` with hygiene \`${JSON.stringify(ACCURACY_VARIANTS[v].hygiene)}\``
+        : "")
     ).join("; ") + ".",
     "",
     `Configuration: image ${c.imageSize}×${c.imageSize} (28 px upscaled, grey → RGB), teacher ` +
@@ -488,6 +492,7 @@ function jobSeconds(result: AccuracyJobResult): number {
  * @returns the exit code (0 ok, 1 a job failed or the dataset is missing, 2 bad arguments).
  */
 export async function accuracyMain(args: string[]): Promise<number> {
+  void startCommit(); // before anything runs: the results name the code they ran
   let parsed: ReturnType<typeof parseAccuracyArgs>;
   try {
     parsed = parseAccuracyArgs(args);

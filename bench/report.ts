@@ -69,7 +69,10 @@ export interface Environment {
   cpu: string;
   /** Total memory in GiB. */
   memoryGiB: number;
-  /** `git rev-parse --short HEAD` plus `+dirty` when the tree has changes, or `unknown`. */
+  /**
+   * `git rev-parse --short HEAD` plus `+dirty` when the tree has changes, or `unknown`, taken
+   * when the run started ({@link startCommit}).
+   */
   commit: string;
   /** 1/5/15-minute load averages when the record was made (other work on a shared machine). */
   loadAverage: number[];
@@ -98,7 +101,7 @@ export async function environment(): Promise<Environment> {
     os: `${Deno.build.os} ${Deno.build.arch}`,
     cpu: `${cpuModel} × ${navigator.hardwareConcurrency}`,
     memoryGiB: Math.round(Deno.systemMemoryInfo().total / 2 ** 30),
-    commit: await gitCommit(),
+    commit: await startCommit(),
     loadAverage: Deno.loadavg(),
     command: benchCommand(),
   };
@@ -300,6 +303,18 @@ async function readCpuModel(): Promise<string> {
   } catch {
     return "unknown CPU";
   }
+}
+
+let commitAtStart: Promise<string> | undefined;
+
+/**
+ * The commit the benchmark's code was loaded from: the first call asks git, later calls return
+ * that answer, so results written at the end of a long run name the commit they started at
+ * even when commits landed meanwhile. Benchmark entry points call it first thing.
+ */
+export function startCommit(): Promise<string> {
+  commitAtStart ??= gitCommit();
+  return commitAtStart;
 }
 
 async function gitCommit(): Promise<string> {

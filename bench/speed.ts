@@ -44,6 +44,7 @@ import {
   fixed,
   markdownTable,
   RESULTS_DIR,
+  startCommit,
   type Table,
   textTable,
   writeResultJson,
@@ -671,6 +672,7 @@ export function parseSpeedArgs(args: string[]): SpeedOptions {
  *   measurements are results, not errors.
  */
 export async function speedMain(args: string[]): Promise<number> {
+  void startCommit(); // before anything runs: the results name the code they ran
   let options: SpeedOptions;
   try {
     options = parseSpeedArgs(args);

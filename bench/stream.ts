@@ -31,6 +31,7 @@ import {
   fixed,
   markdownTable,
   signed,
+  startCommit,
   textTable,
   writeResultJson,
   writeResultText,
@@ -380,6 +381,7 @@ function streamMarkdown(
  * @returns the exit code (0 ok, 1 a cell failed or the dataset is missing, 2 bad arguments).
  */
 export async function streamMain(args: string[]): Promise<number> {
+  void startCommit(); // before anything runs: the results name the code they ran
   let parsed: StreamArgs;
   try {
     parsed = parseStreamArgs(args);
