@@ -101,14 +101,14 @@ export const ACCURACY_VARIANTS: Record<VariantName, AccuracyVariant> = {
     color: "#8c564b",
   },
   robust_without_hygiene: {
-    label: "robust without hygiene",
+    label: "robust trainer without hygiene",
     training: ROBUST_TRAINING,
     hygiene: null,
     switches: null,
     color: "#17becf",
   },
   robust: {
-    label: "robust (auto k on ST signal, AE exclusion + trim 25 %, hygiene)",
+    label: "robust trainer",
     training: ROBUST_TRAINING,
     // An image ATDR flags leaves training at once, but never more than 30 % of the recent
     // distinct images (the cap against confirmation bias).

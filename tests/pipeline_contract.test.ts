@@ -16,7 +16,8 @@ import {
   trainingSubject,
   verdictSubject,
 } from "../src/bus/subjects.ts";
-import { PipelineSchema } from "../src/config/schema.ts";
+import { HygieneSchema, PipelineSchema, TrainingSchema } from "../src/config/schema.ts";
+import { ACCURACY_VARIANTS } from "../bench/accuracy_variants.ts";
 import { loadPipelineConfig, parsePipelineConfig } from "../src/pipeline/config.ts";
 import { validCapturedAt } from "../src/stages/captured_at.ts";
 
@@ -125,6 +126,14 @@ Deno.test("pipeline config: defaults fill a minimal file; errors name the file a
   assert.throws(() => parsePipelineConfig({ line: "x", typo: 1 }, "p.json"), /p\.json: \(root\)/);
   const demo = await loadPipelineConfig("pipelines/demo.json");
   assert.equal(demo.line, "demo");
+  // The shipped robust line carries the benchmarks' robust variant, field for field.
+  const robust = await loadPipelineConfig("pipelines/robust.json");
+  assert.equal(robust.line, "robust");
+  assert.deepEqual(
+    robust.training,
+    TrainingSchema.parse({ ...ACCURACY_VARIANTS.robust.training, batchSize: 8 }),
+  );
+  assert.deepEqual(robust.trainer.hygiene, HygieneSchema.parse(ACCURACY_VARIANTS.robust.hygiene));
   const dir = await Deno.makeTempDir();
   try {
     await Deno.writeTextFile(`${dir}/bad.json`, "{ not json");
