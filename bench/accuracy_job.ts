@@ -261,7 +261,7 @@ function trainTraced(
       trace.defectRate = report.defectRate;
       if (policy) {
         const batchImages = indices.map((i) => ({ imageId: String(i), item: i }));
-        for (const id of policy.review(batchImages, report.outliers)) {
+        for (const id of policy.review(batchImages, report.outliers, report.defectRate)) {
           rejected.add(Number(id));
           everRejected.add(Number(id));
         }

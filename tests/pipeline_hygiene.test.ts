@@ -71,6 +71,24 @@ Deno.test("hygiene: anomalous verdicts of the published model reject only when s
   assert.deepEqual(policy.stats, { rejected: 2, refusedByCap: 1, readmitted: 0, quarantined: 2 });
 });
 
+Deno.test("hygiene: with capPerDefectRate the cap follows the defect-rate estimate (hand trace)", () => {
+  const policy = new RejectionPolicy<string>({
+    ...NO_GUARDS,
+    maxRejectedFraction: 0.5,
+    rateWindow: 4,
+    capPerDefectRate: 2,
+  });
+  assert.equal(policy.cap, 0.5, "no estimate yet: maxRejectedFraction");
+  // Estimate 0.1 → cap 0.2: a 1/1, b 1/2, c 1/3, d 1/4 all exceed it.
+  assert.deepEqual(policy.review(batchOf("a", "b", "c", "d"), [0, 1, 2, 3], 0.1), []);
+  assert.ok(Math.abs(policy.cap - 0.2) < 1e-12);
+  // Estimate 0.2 → cap 0.4: window [b, c, d, e] → 1/4 ≤ 0.4.
+  assert.deepEqual(policy.review(batchOf("e"), [0], 0.2), ["e"]);
+  // Never above maxRejectedFraction.
+  policy.review(batchOf("f"), [], 0.9);
+  assert.equal(policy.cap, 0.5);
+});
+
 Deno.test("hygiene: bad options are refused", () => {
   assert.throws(() => new RejectionPolicy({ ...NO_GUARDS, flagsToReject: 0 }), /flagsToReject/);
   assert.throws(
@@ -78,6 +96,10 @@ Deno.test("hygiene: bad options are refused", () => {
     /maxRejectedFraction/,
   );
   assert.throws(() => new RejectionPolicy({ ...NO_GUARDS, rateWindow: 0 }), /rateWindow/);
+  assert.throws(
+    () => new RejectionPolicy({ ...NO_GUARDS, capPerDefectRate: -1 }),
+    /capPerDefectRate/,
+  );
   assert.throws(
     () => new RejectionPolicy({ ...NO_GUARDS, readmitEverySteps: -1 }),
     /readmitEverySteps/,

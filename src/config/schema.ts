@@ -202,6 +202,11 @@ export const HygieneSchema = z.object({
    * service, under the same cap and quarantine as ATDR's flags.
    */
   rejectScoredAnomalous: z.boolean().default(false),
+  /**
+   * When > 0 and the trainer estimates the defect rate (`atdrOutlierCount: "auto"`), the cap is
+   * min(maxRejectedFraction, capPerDefectRate × estimate): a clean line loses few images.
+   */
+  capPerDefectRate: z.number().min(0).max(100).default(0),
 }).strict();
 /** Hygiene configuration. */
 export type HygieneConfig = z.infer<typeof HygieneSchema>;

@@ -47,6 +47,7 @@ export function trainStepFromBuffer(
   const rejected = hygiene.review(
     batch.map((image) => ({ imageId: image.imageId, item: image.pixels })),
     report.outliers,
+    report.defectRate,
   );
   buffer.remove(rejected);
   const readmitted = hygiene.readmit();

@@ -5,7 +5,9 @@
  * `rejectScoredAnomalous`) once the published model's verdict calls it anomalous. Two guards
  * keep this from feeding on itself:
  * - confirmation bias: at most `maxRejectedFraction` of the last `rateWindow` distinct images
- *   reviewed may be rejected; beyond it flags are only counted;
+ *   reviewed may be rejected — with `capPerDefectRate` > 0, at most that factor times the
+ *   trainer's current defect-rate estimate, so a clean line loses few images; beyond the cap
+ *   flags are only counted;
  * - drift: rejected images wait in a bounded quarantine and, every `readmitEverySteps` steps,
  *   the oldest one goes back into the buffer, so a genuinely new normal (a product change)
  *   that was rejected at first is trained on again once the model has caught up — if it is
@@ -36,6 +38,8 @@ export interface HygieneOptions {
   quarantineSize: number;
   /** Whether anomalous verdicts of the published model reject (see {@link RejectionPolicy.rejectScored}). */
   rejectScoredAnomalous?: boolean;
+  /** With a defect-rate estimate, the cap is min(maxRejectedFraction, this × estimate); 0 = off. */
+  capPerDefectRate?: number;
 }
 
 /** A rejected image waiting for re-admission. */
@@ -68,6 +72,7 @@ export class RejectionPolicy<T> {
   #quarantine: QuarantinedImage<T>[] = [];
   #stats = { rejected: 0, refusedByCap: 0, readmitted: 0 };
   #steps = 0;
+  #defectRate: number | null = null;
 
   /** Creates a policy; validates the options. */
   constructor(options: HygieneOptions) {
@@ -79,6 +84,10 @@ export class RejectionPolicy<T> {
       throw new RangeError(
         `maxRejectedFraction must be in [0, 1], got ${options.maxRejectedFraction}`,
       );
+    }
+    const perRate = options.capPerDefectRate ?? 0;
+    if (!(Number.isFinite(perRate) && perRate >= 0)) {
+      throw new RangeError(`capPerDefectRate must be a finite number >= 0, got ${perRate}`);
     }
     if (!positiveInt(options.rateWindow)) {
       throw new RangeError(`rateWindow must be an integer >= 1, got ${options.rateWindow}`);
@@ -99,6 +108,16 @@ export class RejectionPolicy<T> {
     return { ...this.#stats, quarantined: this.#quarantine.length };
   }
 
+  /**
+   * The rejected share allowed now: `maxRejectedFraction`, lowered to
+   * `capPerDefectRate × defect rate` once an estimate was given (see {@link review}).
+   */
+  get cap(): number {
+    const perRate = this.options.capPerDefectRate ?? 0;
+    if (perRate === 0 || this.#defectRate === null) return this.options.maxRejectedFraction;
+    return Math.min(this.options.maxRejectedFraction, perRate * this.#defectRate);
+  }
+
   /** Share of the last `rateWindow` distinct images reviewed that were rejected. */
   get rejectedFraction(): number {
     const n = this.#decisions.size;
@@ -113,8 +132,14 @@ export class RejectionPolicy<T> {
    *
    * @param batch every image of the batch (id and buffered item), in batch order
    * @param flagged indices into `batch` that ATDR down-weighted
+   * @param defectRate the trainer's defect-rate estimate after this step, if it keeps one
    */
-  review(batch: readonly QuarantinedImage<T>[], flagged: readonly number[]): string[] {
+  review(
+    batch: readonly QuarantinedImage<T>[],
+    flagged: readonly number[],
+    defectRate: number | null = null,
+  ): string[] {
+    if (defectRate !== null) this.#defectRate = defectRate;
     const flaggedSet = new Set(flagged);
     const rejected: string[] = [];
     this.#steps += 1;
@@ -179,7 +204,7 @@ export class RejectionPolicy<T> {
     // The window after this decision: the newest rateWindow − 1 others, plus this image.
     const window = others.slice(-(this.options.rateWindow - 1));
     const rejectedIfYes = countTrue(window.map(([, rejected]) => rejected)) + 1;
-    return rejectedIfYes / (window.length + 1) <= this.options.maxRejectedFraction;
+    return rejectedIfYes / (window.length + 1) <= this.cap;
   }
 
   /** Records a decision; an image keeps its place in the window (replays do not refresh it). */
