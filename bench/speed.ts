@@ -36,7 +36,7 @@ import type {
   SpeedMetric,
 } from "./speed_measure.ts";
 import type { SpeedChildJob } from "./speed_child.ts";
-import { type PeerMode, type PeerTiming, runTorchPeer } from "./torch_peer.ts";
+import { ensureTorch, type PeerMode, type PeerTiming, runTorchPeer } from "./torch_peer.ts";
 import { runChild } from "./child_process.ts";
 import {
   type Environment,
@@ -224,8 +224,14 @@ export async function runSpeed(options: SpeedOptions): Promise<SpeedReport> {
   const unavailable = new Map<BackendName, string>();
   const log = (text: string) => console.log(`[${secondsSince(start)} s] ${text}`);
   const run = (section: SpeedSection) => options.sections.includes(section);
+  const peerProblem = options.peer && run("nets") ? await ensureTorch(log) : null;
   for (const speedCase of run("nets") ? options.cases : []) {
-    if (options.peer) {
+    if (options.peer && peerProblem) {
+      for (const mode of ["fwd", "train"] as const) {
+        peer.push({ caseName: speedCase.name, mode, timing: { ok: false, reason: peerProblem } });
+      }
+      log(`${speedCase.name} PyTorch: ${peerProblem}`);
+    } else if (options.peer) {
       for (const mode of ["fwd", "train"] as const) {
         const timing = await runTorchPeer(mode, speedCase.studentWidth, speedCase.imageSize, BATCH);
         peer.push({ caseName: speedCase.name, mode, timing });

@@ -21,6 +21,46 @@ export type PeerTiming =
   | { ok: true; medianMs: number; torch: string; threads: number; wallSeconds: number }
   | { ok: false; reason: string };
 
+/**
+ * Makes sure the peer's interpreter can import torch: when it cannot and this is a Debian
+ * machine run as root, installs `python3-torch` with apt-get (the issue asks the bench to).
+ * Returns null when torch imports, else why the peer cannot run; never throws.
+ */
+export async function ensureTorch(
+  log: (line: string) => void,
+  python: string = DEFAULT_PEER.python,
+): Promise<string | null> {
+  const imports = async () => {
+    try {
+      const probe = await new Deno.Command(python, {
+        args: ["-c", "import torch"],
+        stdout: "null",
+        stderr: "null",
+      }).output();
+      return probe.success;
+    } catch {
+      return false;
+    }
+  };
+  if (await imports()) return null;
+  if (Deno.uid() !== 0) {
+    return `${python} cannot import torch; as root: apt-get install python3-torch`;
+  }
+  log("PyTorch peer: torch is missing; installing python3-torch with apt-get (a few minutes)");
+  try {
+    const env = { DEBIAN_FRONTEND: "noninteractive" };
+    for (const args of [["update", "-qq"], ["install", "-y", "-qq", "python3-torch"]]) {
+      const step = await new Deno.Command("apt-get", { args, env, stdout: "null" }).output();
+      if (!step.success) {
+        return `apt-get ${args.join(" ")} failed: ${new TextDecoder().decode(step.stderr).trim()}`;
+      }
+    }
+  } catch (error) {
+    return `cannot run apt-get: ${describe(error)}`;
+  }
+  return await imports() ? null : `python3-torch installed but ${python} still cannot import torch`;
+}
+
 /** Runs the peer once for `mode`, `width`, `size`, `batch`; never throws. */
 export async function runTorchPeer(
   mode: PeerMode,
