@@ -2,8 +2,10 @@
  * Trainer: samples the line's decoded images into a bounded buffer and trains the detector
  * online with AD², one batch at a time, publishing a model version to the object store every
  * N steps or T seconds once warm-up is over. ATDR-down-weighted images are reported on the
- * training subject and dropped from the buffer, so they are neither replayed nor used for the
- * map normalisation. A restarted trainer resumes from the line's current version.
+ * training subject; the hygiene policy (`trainer.hygiene`: ATDR flags, optionally the published
+ * model's anomalous verdicts, under a rejection cap) decides which leave the buffer, so they
+ * are neither replayed nor used for the map normalisation. A restarted trainer resumes from the
+ * line's current version.
  *
  * Training is synchronous compute; between steps the loop yields so NATS callbacks keep
  * filling the buffer and control requests are answered.
