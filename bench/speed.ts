@@ -102,6 +102,8 @@ export interface SpeedOptions {
   timeoutSeconds: number;
   /** Run the PyTorch peer. */
   peer: boolean;
+  /** Merge the rows measured now into the previous results instead of replacing them. */
+  keepOtherRows: boolean;
   /** Long scoring run settings (`images` 0 skips it). */
   memory: MemoryRunJob;
   /** Pipeline throughput and latency settings. */
@@ -126,6 +128,8 @@ export interface SpeedEntry {
   calls: number;
   /** Why there is no number (unavailable backend, failure, timeout, skipped). */
   note?: string;
+  /** Set on rows re-measured into an earlier run (`--keep-other-rows`): the command and date. */
+  remeasured?: string;
 }
 
 /** One PyTorch peer timing. */
@@ -444,7 +448,8 @@ export function speedTable(report: SpeedReport): Table {
         ? (peerMs === null ? (peer && !peer.ok ? "failed" : "—") : fixed(peerMs, 0))
         : "",
       peerMode && !entry.note?.startsWith("unavailable") ? ratio : "",
-      shortNote(entry.note),
+      [shortNote(entry.note), entry.remeasured ? `re-measured: ${entry.remeasured}` : ""]
+        .filter(Boolean).join("; "),
     ]);
   }
   return {
@@ -559,9 +564,36 @@ export function mergeSpeedReports(
   fresh: SpeedReport,
   previous: SpeedReport | null,
   sections: readonly SpeedSection[],
+  keepOtherRows = false,
 ): SpeedReport {
   if (!previous) return fresh;
-  const nets = sections.includes("nets") ? fresh : previous;
+  let nets = sections.includes("nets") ? fresh : previous;
+  if (sections.includes("nets") && keepOtherRows) {
+    // Rows measured now replace the same (case, backend, metric) rows; the rest, and the run
+    // they came from (header, peer timings not re-run), stay.
+    const key = (e: SpeedEntry) => `${e.caseName}/${e.backend}/${e.metric}`;
+    const remeasured = new Set(fresh.entries.map(key));
+    const stamp = `${fresh.environment.command ?? "bench:speed"}, ${fresh.environment.date}`;
+    const peerKey = (p: PeerEntry) => `${p.caseName}/${p.mode}`;
+    const freshPeers = new Set(fresh.peer.map(peerKey));
+    nets = {
+      ...previous,
+      entries: [
+        ...previous.entries.filter((e) => !remeasured.has(key(e))),
+        ...fresh.entries.map((e) => ({ ...e, remeasured: stamp })),
+      ],
+      peer: [...previous.peer.filter((p) => !freshPeers.has(peerKey(p))), ...fresh.peer],
+    };
+    const order = (e: SpeedEntry) => [
+      previous.options.cases.findIndex((c) => c.name === e.caseName),
+      previous.options.backends.indexOf(e.backend),
+      METRICS.indexOf(e.metric),
+    ];
+    nets.entries.sort((a, b) => {
+      const [x, y] = [order(a), order(b)];
+      return x[0] - y[0] || x[1] - y[1] || x[2] - y[2];
+    });
+  }
   return {
     ...nets,
     memory: sections.includes("memory") ? fresh.memory : previous.memory,
@@ -594,6 +626,8 @@ const USAGE = `deno task bench:speed [options]
   --memory-width W    long run student width (default tiny)
   --sections a,b      parts to run: nets,memory,pipeline (default all); the others are kept
                       from the previous bench/results/speed.json
+  --keep-other-rows   with nets: the rows measured now replace the same rows of the previous
+                      speed.json and every other row stays (e.g. --cases paper --backends wasm)
   --pipeline-images N images per pipeline phase (default ${DEFAULT_PIPELINE_OPTIONS.images})
   --pipeline-rate F   paced phase publish rate as a fraction of the saturated throughput
                       (default ${DEFAULT_PIPELINE_OPTIONS.rateFraction})`;
@@ -610,6 +644,7 @@ export function parseSpeedArgs(args: string[]): SpeedOptions {
       "budget-s": { type: "string", default: "30" },
       "timeout-s": { type: "string", default: "600" },
       "no-peer": { type: "boolean", default: false },
+      "keep-other-rows": { type: "boolean", default: false },
       images: { type: "string", default: "10000" },
       "memory-size": { type: "string", default: "64" },
       "memory-width": { type: "string", default: "tiny" },
@@ -652,6 +687,7 @@ export function parseSpeedArgs(args: string[]): SpeedOptions {
     budgetSeconds: number(values["budget-s"], "budget-s", 0),
     timeoutSeconds: number(values["timeout-s"], "timeout-s", 1),
     peer: !values["no-peer"],
+    keepOtherRows: values["keep-other-rows"],
     memory: {
       backend: "wasm",
       speedCase: {
@@ -687,11 +723,13 @@ export async function speedMain(args: string[]): Promise<number> {
     return 2;
   }
   const fresh = await runSpeed(options);
-  const partial = SPEED_SECTIONS.some((section) => !options.sections.includes(section));
+  const partial = options.keepOtherRows ||
+    SPEED_SECTIONS.some((section) => !options.sections.includes(section));
   const report = mergeSpeedReports(
     fresh,
     partial ? await readPreviousReport() : null,
     options.sections,
+    options.keepOtherRows,
   );
   if (options.sections.includes("nets")) {
     console.log("\n" + textTable(speedTable(report)));

@@ -229,3 +229,45 @@ Deno.test("a partial speed run keeps the other sections of the previous report",
     0,
   );
 });
+
+Deno.test("--keep-other-rows: rows measured now replace the same rows, the rest stay", () => {
+  const entry = (caseName: string, metric: SpeedReport["entries"][0]["metric"], ms: number) => ({
+    caseName,
+    backend: "wasm" as const,
+    metric,
+    batch: 8,
+    ms,
+    firstCallMs: ms,
+    calls: 1,
+  });
+  const options = {
+    cases: [{ name: "default" }, { name: "paper" }],
+    backends: ["wasm"],
+  } as unknown as SpeedReport["options"];
+  const previous: SpeedReport = {
+    benchmark: "speed",
+    options,
+    peer: [{ caseName: "paper", mode: "train", timing: { ok: false, reason: "old" } }],
+    environment: { ...environmentStub(), date: "old" },
+    entries: [entry("default", "pdnForward", 50), entry("paper", "pdnTrainStep", NaN)],
+    memory: null,
+    pipeline: { measured: false, reason: "not yet" },
+    wallSeconds: 1000,
+  };
+  const fresh: SpeedReport = {
+    ...previous,
+    peer: [],
+    environment: { ...environmentStub(), date: "new" },
+    entries: [entry("paper", "pdnTrainStep", 70_000)],
+    wallSeconds: 100,
+  };
+  const merged = mergeSpeedReports(fresh, previous, ["nets"], true);
+  assert.deepEqual(merged.entries.map((e) => [e.caseName, e.metric, e.ms]), [
+    ["default", "pdnForward", 50],
+    ["paper", "pdnTrainStep", 70_000],
+  ]);
+  assert.equal(merged.entries[0].remeasured, undefined);
+  assert.match(merged.entries[1].remeasured!, /deno task bench:speed.*new/);
+  assert.equal(merged.environment.date, "old", "the header is the earlier run's");
+  assert.equal(merged.peer.length, 1, "peer timings not re-run stay");
+});
