@@ -42,7 +42,7 @@ import {
 } from "./report.ts";
 import { type JobOutcome, WorkerPool } from "./worker_pool.ts";
 import { secondsSince } from "./timing.ts";
-import { numberList, positiveInt } from "./cli_args.ts";
+import { classList, positiveInt, ratioList } from "./cli_args.ts";
 import {
   ACCURACY_VARIANTS,
   parseVariantName,
@@ -177,16 +177,10 @@ export function parseAccuracyArgs(args: string[]): {
   }
   const base = values.quick ? QUICK_GRID : FULL_GRID;
   const grid: AccuracyGrid = {
-    classes: values.classes ? numberList(values.classes, "classes") : base.classes,
-    ratios: values.ratios ? numberList(values.ratios, "ratios") : base.ratios,
+    classes: values.classes ? classList(values.classes) : base.classes,
+    ratios: values.ratios ? ratioList(values.ratios) : base.ratios,
     variants: values.variants ? values.variants.split(",").map(parseVariantName) : base.variants,
   };
-  for (const c of grid.classes) {
-    if (!Number.isInteger(c) || c < 0 || c >= FASHION_MNIST_CLASSES.length) {
-      throw new Error(`--classes: ${c} is not a Fashion-MNIST class id (0-9)`);
-    }
-  }
-  grid.ratios.sort((a, b) => a - b);
   const d = DEFAULT_ACCURACY_CONFIG;
   const config: AccuracyConfig = {
     ...d,
@@ -501,8 +495,15 @@ export async function accuracyMain(args: string[]): Promise<number> {
     return 2;
   }
   if (parsed.rerender) {
-    const report = await rerenderAccuracyReport(parsed.name);
-    return report.failures.length > 0 ? 1 : 0;
+    try {
+      const report = await rerenderAccuracyReport(parsed.name);
+      return report.failures.length > 0 ? 1 : 0;
+    } catch (error) {
+      // A missing or foreign JSON file: say which, write nothing.
+      const why = error instanceof Error ? error.message : String(error);
+      console.error(`--rerender ${parsed.name}: ${why}`);
+      return 1;
+    }
   }
   if (!(await fashionMnistAvailable())) {
     console.error("Fashion-MNIST is missing: apt-get install dataset-fashion-mnist");

@@ -47,7 +47,7 @@ import {
   streamTable,
 } from "./stream_summary.ts";
 import { secondsSince } from "./timing.ts";
-import { numberList, positiveInt } from "./cli_args.ts";
+import { classList, positiveInt, ratioList } from "./cli_args.ts";
 
 /** The cells a run covers. */
 export interface StreamGrid {
@@ -112,19 +112,10 @@ export function parseStreamArgs(args: string[]): StreamArgs {
   });
   const d = DEFAULT_STREAM_GRID;
   const grid: StreamGrid = {
-    classes: values.classes ? numberList(values.classes, "classes") : [...d.classes],
-    ratios: values.ratios ? numberList(values.ratios, "ratios") : [...d.ratios],
+    classes: values.classes ? classList(values.classes) : [...d.classes],
+    ratios: values.ratios ? ratioList(values.ratios) : [...d.ratios],
     variants: values.variants ? values.variants.split(",").map(parseVariantName) : [...d.variants],
   };
-  for (const c of grid.classes) {
-    if (!Number.isInteger(c) || c < 0 || c >= FASHION_MNIST_CLASSES.length) {
-      throw new Error(`--classes: ${c} is not a Fashion-MNIST class id (0-9)`);
-    }
-  }
-  for (const r of grid.ratios) {
-    if (!(r >= 0 && r <= 1)) throw new Error(`--ratios: ${r} is not in [0, 1]`);
-  }
-  grid.ratios.sort((a, b) => a - b);
   const base = DEFAULT_ACCURACY_CONFIG;
   const config: AccuracyConfig = {
     ...base,

@@ -231,9 +231,12 @@ export class Detector {
         );
         outliers = st.outliers;
         distanceSums = st.distanceSums;
-        // Read as plain numbers: the trim and the estimator select, they carry no gradient.
-        stPerSample = Array.from(tf.mean(discrepancy, [1, 2, 3]).dataSync());
-        trimmed = largestIndices(stPerSample, cfg.autoencoderTrim);
+        // Read as plain numbers, and only when the trim or the estimator uses them (a device
+        // sync per step): they select samples, they carry no gradient.
+        if (cfg.autoencoderTrim > 0 || (this.#contamination && cfg.contamination.signal === "st")) {
+          stPerSample = Array.from(tf.mean(discrepancy, [1, 2, 3]).dataSync());
+          trimmed = largestIndices(stPerSample, cfg.autoencoderTrim);
+        }
         const aeWeights = autoencoderSampleWeights(
           batchSize,
           usesAtdr ? outliers : [],
