@@ -13,8 +13,8 @@ import {
   MILESTONE_TIMEOUT_MS,
   oneVerdictPerMessage,
   passSuffix,
-} from "./helpers/e2e_line.ts";
-import { waitUntil } from "./helpers/pipeline_bus.ts";
+} from "../src/harness/line.ts";
+import { waitUntil } from "../src/harness/bus.ts";
 
 const BAD_INPUT_DIR = "fixtures/bad-input";
 

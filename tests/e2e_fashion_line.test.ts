@@ -8,7 +8,7 @@
  */
 import { strict as assert } from "node:assert";
 import { FASHION_MNIST_DIR, fashionMnistAvailable } from "../src/data/fashion_mnist.ts";
-import { passSuffix } from "./helpers/e2e_line.ts";
+import { passSuffix } from "../src/harness/line.ts";
 import { runFashionLine } from "./helpers/e2e_fashion.ts";
 
 const haveDataset = await fashionMnistAvailable();

@@ -13,8 +13,8 @@ import { replayStream } from "../src/streams/replay.ts";
 import { IMAGE_ID_HEADER, streamNames } from "../src/bus/subjects.ts";
 import { PipelineSchema } from "../src/config/schema.ts";
 import { runPipeline } from "../src/pipeline/run.ts";
-import { startTestNatsServer } from "./helpers/nats_server.ts";
-import { readStreamMessages, waitForStreamCount } from "./helpers/pipeline_bus.ts";
+import { startTestNatsServer } from "../src/harness/nats_server.ts";
+import { readStreamMessages, waitForStreamCount } from "../src/harness/bus.ts";
 
 /** Runs `fn` with console output captured (returned) instead of printed. */
 async function captured(fn: () => Promise<number>): Promise<{ code: number; out: string }> {

@@ -7,7 +7,7 @@
  */
 import { strict as assert } from "node:assert";
 import { readManifest } from "../src/streams/format.ts";
-import { passSuffix } from "./helpers/e2e_line.ts";
+import { passSuffix } from "../src/harness/line.ts";
 import {
   runSyntheticLine,
   SYNTHETIC_E2E_BATCH,

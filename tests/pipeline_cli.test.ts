@@ -7,8 +7,8 @@ import { ensureLineStreams } from "../src/bus/streams.ts";
 import { CAPTURED_AT_HEADER, IMAGE_ID_HEADER, streamNames } from "../src/bus/subjects.ts";
 import { PipelineSchema } from "../src/config/schema.ts";
 import { ensureNatsServer, natsAnswers } from "../src/pipeline/nats_server.ts";
-import { startTestNatsServer } from "./helpers/nats_server.ts";
-import { readStreamMessages } from "./helpers/pipeline_bus.ts";
+import { startTestNatsServer } from "../src/harness/nats_server.ts";
+import { readStreamMessages } from "../src/harness/bus.ts";
 
 /** Runs `fn` with console output captured (returned) instead of printed. */
 async function captured(fn: () => Promise<number>): Promise<{ code: number; out: string }> {

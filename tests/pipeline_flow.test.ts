@@ -5,14 +5,15 @@ import { parseVerdict, type Verdict } from "../src/bus/verdict.ts";
 import { parseTrainingEvent } from "../src/bus/training_event.ts";
 import { runPipeline } from "../src/pipeline/run.ts";
 import type { StageStatus } from "../src/stages/stage.ts";
-import { startTestNatsServer } from "./helpers/nats_server.ts";
+import { startTestNatsServer } from "../src/harness/nats_server.ts";
 import {
   publishImage,
   readStreamMessages,
   waitForStreamCount,
   waitUntil,
-} from "./helpers/pipeline_bus.ts";
-import { control, syntheticImages, tinyPipelineConfig } from "./helpers/pipeline_fixtures.ts";
+} from "../src/harness/bus.ts";
+import { syntheticImages, tinyPipelineConfig } from "./helpers/pipeline_fixtures.ts";
+import { control } from "../src/harness/bus.ts";
 
 Deno.test({
   name:

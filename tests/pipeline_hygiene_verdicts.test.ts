@@ -10,9 +10,10 @@ import { parseTrainingEvent, type TrainingEvent } from "../src/bus/training_even
 import { scoredVerdict } from "../src/bus/verdict.ts";
 import { runPipeline } from "../src/pipeline/run.ts";
 import type { StageStatus } from "../src/stages/stage.ts";
-import { startTestNatsServer } from "./helpers/nats_server.ts";
-import { publishImage, waitUntil } from "./helpers/pipeline_bus.ts";
-import { control, syntheticImages, tinyPipelineConfig } from "./helpers/pipeline_fixtures.ts";
+import { startTestNatsServer } from "../src/harness/nats_server.ts";
+import { publishImage, waitUntil } from "../src/harness/bus.ts";
+import { syntheticImages, tinyPipelineConfig } from "./helpers/pipeline_fixtures.ts";
+import { control } from "../src/harness/bus.ts";
 
 Deno.test({
   name: "hygiene: an anomalous verdict of the published model takes the image out of training",

@@ -7,8 +7,8 @@ import { IngestStage } from "../src/stages/ingest.ts";
 import type { StageLog } from "../src/stages/stage.ts";
 import { readManifest } from "../src/streams/format.ts";
 import { replayStream } from "../src/streams/replay.ts";
-import { startTestNatsServer } from "./helpers/nats_server.ts";
-import { readStreamMessages, waitForStreamCount } from "./helpers/pipeline_bus.ts";
+import { startTestNatsServer } from "../src/harness/nats_server.ts";
+import { readStreamMessages, waitForStreamCount } from "../src/harness/bus.ts";
 
 const quiet: StageLog = { info: () => {}, warn: (m) => console.warn(m) };
 const BAD_INPUT = "fixtures/bad-input";

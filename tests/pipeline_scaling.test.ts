@@ -4,13 +4,13 @@ import { streamNames } from "../src/bus/subjects.ts";
 import { parseVerdict } from "../src/bus/verdict.ts";
 import { ModelStore } from "../src/bus/model_store.ts";
 import { runPipeline } from "../src/pipeline/run.ts";
-import { startTestNatsServer } from "./helpers/nats_server.ts";
+import { startTestNatsServer } from "../src/harness/nats_server.ts";
 import {
   publishImage,
   readStreamMessages,
   waitForStreamCount,
   waitUntil,
-} from "./helpers/pipeline_bus.ts";
+} from "../src/harness/bus.ts";
 import { syntheticImages, tinyPipelineConfig } from "./helpers/pipeline_fixtures.ts";
 
 Deno.test("two scorer processes share a line: every image scored once, both took part", async () => {

@@ -20,7 +20,7 @@ import {
   E2eLine,
   isAnomalous,
   oneVerdictPerMessage,
-} from "./e2e_line.ts";
+} from "../../src/harness/line.ts";
 
 /** Knobs of {@link runFashionLine}. */
 export interface FashionRunOptions {

@@ -27,7 +27,7 @@ import {
   E2eLine,
   isAnomalous,
   oneVerdictPerMessage,
-} from "./e2e_line.ts";
+} from "../../src/harness/line.ts";
 
 /** The committed synthetic stream. */
 export const SYNTHETIC_LINE_DIR = "fixtures/synthetic-line";

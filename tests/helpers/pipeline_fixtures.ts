@@ -4,14 +4,12 @@
  *
  * @module
  */
-import type { NatsConnection } from "nats";
 import {
   type PipelineConfig,
   type PipelineConfigInput,
   PipelineSchema,
 } from "../../src/config/schema.ts";
 import { IMAGE_ID_HEADER } from "../../src/bus/subjects.ts";
-import { controlSubject } from "../../src/bus/subjects.ts";
 import { firstHeader, readStream } from "../../src/streams/format.ts";
 
 /**
@@ -67,17 +65,4 @@ export async function syntheticImages(count: number): Promise<CameraImage[]> {
   }
   if (images.length < count) throw new Error(`fixture has only ${images.length} images`);
   return images;
-}
-
-/** Sends a control request and parses the JSON answer. */
-export async function control<T>(
-  nc: NatsConnection,
-  line: string,
-  stage: string,
-  action: string,
-): Promise<T> {
-  const reply = await nc.request(controlSubject(line, stage, action), undefined, {
-    timeout: 30_000,
-  });
-  return JSON.parse(new TextDecoder().decode(reply.data)) as T;
 }

@@ -1,11 +1,17 @@
 /**
- * Test helpers for the pipeline: publishing images as a camera does and reading back what the
- * pipeline stored in its JetStream streams.
+ * Talking to a running line from outside, for tests and benchmarks: publishing images as a
+ * camera does, control requests, and reading back what the pipeline stored in its JetStream
+ * streams.
  *
  * @module
  */
 import { headers, type JetStreamManager, type NatsConnection } from "nats";
-import { CAPTURED_AT_HEADER, IMAGE_ID_HEADER, imageSubject } from "../../src/bus/subjects.ts";
+import {
+  CAPTURED_AT_HEADER,
+  controlSubject,
+  IMAGE_ID_HEADER,
+  imageSubject,
+} from "../bus/subjects.ts";
 
 /** Publishes one image with plain core NATS, as cameras do. */
 export function publishImage(
@@ -72,4 +78,17 @@ export async function readStreamMessages(
     out.push({ seq, data: stored.data, headers: hdrs });
   }
   return out;
+}
+
+/** Sends a control request and parses the JSON answer. */
+export async function control<T>(
+  nc: NatsConnection,
+  line: string,
+  stage: string,
+  action: string,
+): Promise<T> {
+  const reply = await nc.request(controlSubject(line, stage, action), undefined, {
+    timeout: 30_000,
+  });
+  return JSON.parse(new TextDecoder().decode(reply.data)) as T;
 }

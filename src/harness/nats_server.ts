@@ -1,10 +1,11 @@
 /**
- * A private `nats-server -js` for a test: free port, temporary store, removed afterwards.
+ * A private `nats-server -js` for a test or benchmark: free port, temporary store, removed
+ * afterwards.
  * `await using server = await startTestNatsServer();`
  *
  * @module
  */
-import { type NatsServerHandle, startNatsServer } from "../../src/pipeline/nats_server.ts";
+import { type NatsServerHandle, startNatsServer } from "../pipeline/nats_server.ts";
 
 /** A test server; disposing it stops the server and deletes its store. */
 export interface TestNatsServer extends NatsServerHandle, AsyncDisposable {}

@@ -1,5 +1,5 @@
 /**
- * End-to-end test harness: one line served as `deno task run` serves it (`runPipeline`, every
+ * End-to-end harness (the e2e tests and `bench:stream`): one line served as `deno task run` serves it (`runPipeline`, every
  * stage in its own Worker) against a private nats-server, fed by replaying fixture streams,
  * and read back from the line's verdict and training streams. Ground truth comes from the
  * stream's manifest, which is never published.
@@ -7,18 +7,17 @@
  * @module
  */
 import { connect, type JetStreamManager, type NatsConnection } from "nats";
-import type { PipelineConfig, PipelineConfigInput } from "../../src/config/schema.ts";
-import { streamNames } from "../../src/bus/subjects.ts";
-import { parseVerdict, type Verdict } from "../../src/bus/verdict.ts";
-import { parseTrainingEvent, type TrainingEvent } from "../../src/bus/training_event.ts";
-import { loadPipelineConfig, parsePipelineConfig } from "../../src/pipeline/config.ts";
-import { type RunningPipeline, runPipeline } from "../../src/pipeline/run.ts";
-import type { StageStatus } from "../../src/stages/stage.ts";
-import type { ManifestEntry } from "../../src/streams/format.ts";
-import { replayStream } from "../../src/streams/replay.ts";
+import type { PipelineConfig, PipelineConfigInput } from "../config/schema.ts";
+import { streamNames } from "../bus/subjects.ts";
+import { parseVerdict, type Verdict } from "../bus/verdict.ts";
+import { parseTrainingEvent, type TrainingEvent } from "../bus/training_event.ts";
+import { loadPipelineConfig, parsePipelineConfig } from "../pipeline/config.ts";
+import { type RunningPipeline, runPipeline } from "../pipeline/run.ts";
+import type { StageStatus } from "../stages/stage.ts";
+import type { ManifestEntry } from "../streams/format.ts";
+import { replayStream } from "../streams/replay.ts";
 import { startTestNatsServer, type TestNatsServer } from "./nats_server.ts";
-import { readStreamMessages, waitForStreamCount, waitUntil } from "./pipeline_bus.ts";
-import { control } from "./pipeline_fixtures.ts";
+import { control, readStreamMessages, waitForStreamCount, waitUntil } from "./bus.ts";
 
 /** Longest wait for any one pipeline milestone; a lost message fails the test, never hangs it. */
 export const MILESTONE_TIMEOUT_MS = 180_000;
