@@ -21,7 +21,7 @@ import { batchesOf, toBatch } from "../src/model/batches.ts";
 import { scoreAll } from "../src/model/offline.ts";
 import { type FashionMnistSplit, loadFashionMnist } from "../src/data/fashion_mnist.ts";
 import { pollutedSplitFrom, type SplitSample } from "../src/data/polluted_split.ts";
-import { SeededRandom } from "../src/data/prng.ts";
+import { SeededRandom } from "../src/util/prng.ts";
 import { auroc } from "../src/metrics/auroc.ts";
 import { type BatchPicks, countOutlierPicks, type OutlierCounts } from "../src/metrics/outliers.ts";
 import { ACCURACY_VARIANTS, usesAtdr, type VariantName } from "./accuracy_variants.ts";

@@ -16,7 +16,7 @@ import {
 import { initBackend } from "../src/model/backend.ts";
 import { Detector } from "../src/model/detector.ts";
 import { toBatch } from "../src/model/batches.ts";
-import { SeededRandom } from "../src/data/prng.ts";
+import { SeededRandom } from "../src/util/prng.ts";
 import { PdnPair } from "./pdn_step.ts";
 import { type AdaptiveTiming, timeAdaptive } from "./timing.ts";
 

@@ -10,7 +10,7 @@ import { type ModelConfig, TrainingSchema } from "../src/config/schema.ts";
 import { initBackend } from "../src/model/backend.ts";
 import { Detector } from "../src/model/detector.ts";
 import { toBatch } from "../src/model/batches.ts";
-import { SeededRandom } from "../src/data/prng.ts";
+import { SeededRandom } from "../src/util/prng.ts";
 import { serveChildJob } from "./child_process.ts";
 import { median } from "./timing.ts";
 

@@ -17,7 +17,7 @@ import { ModelStore, type ModelVersionRecord } from "../src/bus/model_store.ts";
 import type { TrainingEvent } from "../src/bus/training_event.ts";
 import type { Verdict } from "../src/bus/verdict.ts";
 import type { SplitSample } from "../src/data/polluted_split.ts";
-import { SeededRandom } from "../src/data/prng.ts";
+import { SeededRandom } from "../src/util/prng.ts";
 import type { StageStatus } from "../src/stages/stage.ts";
 import { E2eLine, MILESTONE_TIMEOUT_MS, passSuffix } from "../src/harness/line.ts";
 import { control, publishImage, waitForStreamCount, waitUntil } from "../src/harness/bus.ts";

@@ -1,6 +1,6 @@
 import { strict as assert } from "node:assert";
 import { auroc } from "../src/metrics/auroc.ts";
-import { SeededRandom } from "../src/data/prng.ts";
+import { SeededRandom } from "../src/util/prng.ts";
 
 const T = true;
 const F = false;

@@ -11,7 +11,7 @@ import {
   loadCheckpoint,
   saveCheckpoint,
 } from "../src/model/checkpoint.ts";
-import { SeededRandom } from "../src/data/prng.ts";
+import { SeededRandom } from "../src/util/prng.ts";
 
 const SIZE = 32;
 const model = ModelSchema.parse({ imageSize: SIZE, studentWidth: "tiny" });

@@ -5,7 +5,7 @@ import { initBackend } from "../src/model/backend.ts";
 import { autoencoderSampleWeights, Detector } from "../src/model/detector.ts";
 import { toBatch } from "../src/model/batches.ts";
 import { outlierCountFor } from "../src/ad2/contamination.ts";
-import { SeededRandom } from "../src/data/prng.ts";
+import { SeededRandom } from "../src/util/prng.ts";
 
 const SIZE = 32;
 

@@ -13,7 +13,7 @@ import { toBatch } from "../src/model/batches.ts";
 import { ImageBuffer } from "../src/stages/image_buffer.ts";
 import { RejectionPolicy } from "../src/stages/hygiene.ts";
 import { trainStepFromBuffer } from "../src/stages/buffer_training.ts";
-import { SeededRandom } from "../src/data/prng.ts";
+import { SeededRandom } from "../src/util/prng.ts";
 
 const SIZE = 32;
 const PER_STEP = 4; // images arriving per training step

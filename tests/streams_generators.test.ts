@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import sharp from "sharp";
 import { decodeImage, ImageRejectedError } from "../src/image/decode.ts";
-import { SeededRandom } from "../src/data/prng.ts";
+import { SeededRandom } from "../src/util/prng.ts";
 import {
   firstHeader,
   type Manifest,

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { SeededRandom } from "./prng.ts";
+import { SeededRandom } from "../util/prng.ts";
 import {
   FASHION_MNIST_DIR,
   type FashionMnistSplit,

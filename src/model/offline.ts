@@ -6,7 +6,7 @@
  */
 import type { Detector, TrainStepReport } from "./detector.ts";
 import { batchesOf, toBatch } from "./batches.ts";
-import { SeededRandom } from "../data/prng.ts";
+import { SeededRandom } from "../util/prng.ts";
 
 /** Options of {@link trainOffline}. */
 export interface OfflineTrainingOptions {

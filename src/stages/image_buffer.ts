@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { SeededRandom } from "../data/prng.ts";
+import { SeededRandom } from "../util/prng.ts";
 
 /** A buffered image. */
 export interface BufferedImage {

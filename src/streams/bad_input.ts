@@ -7,7 +7,7 @@
  * @module
  */
 import { deflateSync } from "node:zlib";
-import { SeededRandom } from "../data/prng.ts";
+import { SeededRandom } from "../util/prng.ts";
 import { CAPTURED_AT_HEADER, IMAGE_ID_HEADER, imageSubject } from "./contract.ts";
 import {
   type ExpectedError,

@@ -6,7 +6,7 @@
  * @module
  */
 import sharp from "sharp";
-import { SeededRandom } from "../data/prng.ts";
+import { SeededRandom } from "../util/prng.ts";
 import {
   FASHION_MNIST_CLASSES,
   FASHION_MNIST_DIR,

@@ -9,7 +9,7 @@
  * @module
  */
 import sharp from "sharp";
-import { SeededRandom } from "../data/prng.ts";
+import { SeededRandom } from "../util/prng.ts";
 import { CAPTURED_AT_HEADER, IMAGE_ID_HEADER, imageSubject } from "./contract.ts";
 import { type ManifestEntry, openStreamWriter, type StreamInfo } from "./format.ts";
 
