@@ -83,10 +83,12 @@ export interface Environment {
 /** The command line of this benchmark run, as a user would type it. */
 export function benchCommand(): string {
   const file = Deno.mainModule.split("/").pop() ?? "";
-  const task =
-    { "accuracy.ts": "bench:accuracy", "stream.ts": "bench:stream", "speed.ts": "bench:speed" }[
-      file
-    ];
+  const task = {
+    "accuracy.ts": "bench:accuracy",
+    "accuracy_seeds.ts": "bench:accuracy:seeds",
+    "stream.ts": "bench:stream",
+    "speed.ts": "bench:speed",
+  }[file];
   const base = task ? `deno task ${task}` : `deno run -A bench/${file}`;
   return [base, ...Deno.args].join(" ");
 }
