@@ -21,6 +21,8 @@ export const VARIANT_NAMES = [
   "robust_without_hygiene",
   "robust",
   "robust_adaptive_cap",
+  "robust_two_flags",
+  "robust_two_flags_adaptive_cap",
 ] as const;
 
 /** One of {@link VARIANT_NAMES}. */
@@ -125,6 +127,22 @@ export const ACCURACY_VARIANTS: Record<VariantName, AccuracyVariant> = {
     hygiene: { flagsToReject: 1, maxRejectedFraction: 0.3, capPerDefectRate: 2 },
     switches: null,
     color: "#bcbd22",
+  },
+  robust_two_flags: {
+    label: "robust trainer, reject at 2 flags",
+    training: ROBUST_TRAINING,
+    // An image leaves training only once ATDR has flagged it twice: a normal image's flags are
+    // mostly one-off (precision of single flags was 0.15–0.19 at r = 0.1), an anomaly's recur.
+    hygiene: { flagsToReject: 2, maxRejectedFraction: 0.3 },
+    switches: null,
+    color: "#e377c2",
+  },
+  robust_two_flags_adaptive_cap: {
+    label: "robust trainer, reject at 2 flags, cap = 2 × defect rate",
+    training: ROBUST_TRAINING,
+    hygiene: { flagsToReject: 2, maxRejectedFraction: 0.3, capPerDefectRate: 2 },
+    switches: null,
+    color: "#7f7f7f",
   },
 };
 
