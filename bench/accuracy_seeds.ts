@@ -98,7 +98,8 @@ async function main(): Promise<void> {
     "Mean ± sample sd over seeds, per-seed values in brackets. Cost at r = 0: the variant's " +
     "AUROC minus the baseline's and the paper's AD²'s (goal ≥ −0.005); loss: AUROC(r = 0) − " +
     "AUROC(r) (goals ≤ 0.02 at r = 0.1 and ≤ 0.05 at r = 0.3). Each per-seed value is a mean " +
-    "over the classes of paired differences (same seed, class and data).",
+    "over the classes of paired differences (same seed, class and data). The standard error of " +
+    "a mean over n seeds is sd / √n: differences smaller than about twice that are not resolved.",
     "",
     markdownTable(goalsTable),
     "",
