@@ -129,7 +129,12 @@ async function readRecord(name: string): Promise<AccuracyRecord> {
   } catch (error) {
     throw new Error(`--inputs: cannot read ${url.pathname}: ${(error as Error).message}`);
   }
-  const record = JSON.parse(text) as Partial<AccuracyRecord> & { benchmark?: string };
+  let record: Partial<AccuracyRecord> & { benchmark?: string };
+  try {
+    record = JSON.parse(text);
+  } catch (error) {
+    throw new Error(`--inputs: ${url.pathname} is not JSON: ${(error as Error).message}`);
+  }
   if (record.benchmark !== "accuracy" || !record.config || !Array.isArray(record.results)) {
     throw new Error(`--inputs: ${url.pathname} is not a bench:accuracy results file`);
   }

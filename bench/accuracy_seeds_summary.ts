@@ -82,7 +82,8 @@ export function seedGrid(records: readonly SeededAuroc[]): SeedGrid {
     if (previous !== undefined && previous !== r.auroc) {
       throw new Error(
         `seed ${r.seed}, ${r.variant}, r = ${r.ratio}, class ${r.normalClass}: two runs give ` +
-          `AUROC ${previous} and ${r.auroc}; seeded runs of the same code must agree`,
+          `AUROC ${previous} and ${r.auroc}; seeded runs of the same code agree, so these ` +
+          "come from code that trains differently (compare the inputs' commits)",
       );
     }
     seen.set(key, r.auroc);

@@ -1,8 +1,8 @@
 /**
- * End-to-end harness (the e2e tests and `bench:stream`): one line served as `deno task run` serves it (`runPipeline`, every
- * stage in its own Worker) against a private nats-server, fed by replaying fixture streams,
- * and read back from the line's verdict and training streams. Ground truth comes from the
- * stream's manifest, which is never published.
+ * End-to-end harness (the e2e tests and `bench:stream`): one line served as `deno task run`
+ * serves it (`runPipeline`, every stage in its own Worker) against a private nats-server, fed
+ * by replaying fixture streams, and read back from the line's verdict and training streams.
+ * Ground truth comes from the stream's manifest, which is never published.
  *
  * @module
  */
