@@ -56,6 +56,7 @@ async function main(): Promise<void> {
   }
   if (!values.inputs) throw new Error(`--inputs is required\n\n${USAGE}`);
   const inputs = values.inputs.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  if (inputs.length === 0) throw new Error(`--inputs names no results file\n\n${USAGE}`);
   const files = await Promise.all(inputs.map(readRecord));
   checkSameConfiguration(inputs, files);
   const records: SeededAuroc[] = files.flatMap((file) =>
