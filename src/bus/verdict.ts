@@ -59,6 +59,10 @@ export const ScoredVerdictSchema = z.object({
   aeScore: z.number().describe("Maximum of the normalised autoencoder map alone."),
   threshold: z.number().describe("Threshold in force (see the threshold policy)."),
   modelVersion: z.number().int().min(1),
+  modelStep: z.number().int().min(0).describe(
+    "Training steps of the model version that scored the image: how mature that model is " +
+      "(scores of young models are less reliable; see the README's maturity section).",
+  ),
 });
 
 /** Verdict of an image that arrived before the first model version existed. */
@@ -176,6 +180,8 @@ export interface ScoredFields {
   threshold: number;
   /** Model version that scored it. */
   modelVersion: number;
+  /** Training steps that version had taken. */
+  modelStep: number;
 }
 
 /** Builds a `scored` verdict; `anomalous` is `score > threshold`. */

@@ -263,6 +263,7 @@ export class ScorerStage implements PipelineStage {
           aeScore: reports[i].aeScore,
           threshold,
           modelVersion: model.version,
+          modelStep: model.detector.step,
         });
       });
     } else {

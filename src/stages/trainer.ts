@@ -28,6 +28,7 @@ import { consumerBacklog, ensureDurableConsumer, ensureLineStreams } from "../bu
 import { TRAINER_CONSUMER, verdictSubject } from "../bus/subjects.ts";
 import { parseVerdict, type Verdict } from "../bus/verdict.ts";
 import { ImageBuffer } from "./image_buffer.ts";
+import { LossPlateau } from "./maturity.ts";
 import { RejectionPolicy } from "./hygiene.ts";
 import { trainStepFromBuffer } from "./buffer_training.ts";
 import {
@@ -90,6 +91,8 @@ export class TrainerStage implements PipelineStage {
   #downWeighted = 0;
   #unreadable = 0;
   #lastLoss: number | null = null;
+  /** Whether the model is mature enough for its first version (trainer.maturity). */
+  readonly #maturity: LossPlateau;
 
   /** Creates the stage; {@link start} loads or creates the model and starts training. */
   constructor(options: TrainerStageOptions) {
@@ -99,6 +102,8 @@ export class TrainerStage implements PipelineStage {
     this.#log = options.log;
     this.#buffer = new ImageBuffer(options.config.trainer.bufferSize, options.config.trainer.seed);
     this.#hygiene = new RejectionPolicy(options.config.trainer.hygiene);
+    const { maturity, warmupSteps } = options.config.trainer;
+    this.#maturity = new LossPlateau({ ...maturity, minSteps: warmupSteps });
   }
 
   /** Resumes from the current version (or starts fresh), then consumes and trains. */
@@ -214,6 +219,7 @@ export class TrainerStage implements PipelineStage {
     const rejected = [...this.#rejectedOnVerdict.splice(0), ...result.rejected];
     this.#imagesTrained += result.fresh;
     this.#lastLoss = report.losses.total ?? null;
+    this.#maturity.add(report.losses.total ?? NaN);
     this.#downWeighted += rejected.length;
     await publishTrainingEvent(this.#js!, {
       line: this.#config.line,
@@ -236,6 +242,8 @@ export class TrainerStage implements PipelineStage {
     const detector = this.#detector!;
     const { warmupSteps, publishEverySteps, publishEverySeconds } = this.#config.trainer;
     if (detector.step < warmupSteps) return;
+    // The first version waits for the maturity criterion; a resumed model is mature already.
+    if (!this.#published && !this.#maturity.mature) return;
     const last = this.#published;
     const due = !last ||
       (detector.step > last.step &&
