@@ -407,6 +407,8 @@ function trainTables(
   const final = (r: InspectTrainResult) => r.curve.at(-1)!;
   const find = (surface: Surface, ratio: number, variant: VariantName) =>
     results.find((r) => r.surface === surface && r.ratio === ratio && r.variant === variant);
+  const jobsOf = (ratio: number, variant: VariantName) =>
+    grid.surfaces.map((s) => find(s, ratio, variant)).filter((r): r is InspectTrainResult => !!r);
   const label = (v: VariantName) => ACCURACY_VARIANTS[v].label;
   const combos = grid.ratios.flatMap((ratio) =>
     grid.variants.map((variant) => ({ ratio, variant }))
@@ -424,13 +426,7 @@ function trainTables(
       [
         "mean",
         ...combos.map(({ ratio, variant }) =>
-          fixed(
-            mean(
-              grid.surfaces.map((s) => find(s, ratio, variant)).filter((r) => r).map((r) =>
-                final(r!).auroc
-              ),
-            ),
-          )
+          fixed(mean(jobsOf(ratio, variant).map((r) => final(r).auroc)))
         ),
       ],
     ],
@@ -447,9 +443,7 @@ function trainTables(
       "step ms",
     ],
     rows: combos.map(({ ratio, variant }) => {
-      const rs = grid.surfaces.map((s) => find(s, ratio, variant)).filter((
-        r,
-      ): r is InspectTrainResult => !!r);
+      const rs = jobsOf(ratio, variant);
       return [
         String(ratio),
         label(variant),
@@ -471,9 +465,7 @@ function trainTables(
       `wall s at ${LINE_RATE}/s (last point)`,
     ],
     rows: combos.map(({ ratio, variant }) => {
-      const rs = grid.surfaces.map((s) => find(s, ratio, variant)).filter((
-        r,
-      ): r is InspectTrainResult => !!r);
+      const rs = jobsOf(ratio, variant);
       return [
         String(ratio),
         label(variant),

@@ -297,6 +297,13 @@ async function runTrainJob(
         loss,
         trainSeconds: Math.round(trainMs) / 1000,
       });
+      // Progress on long jobs (workers share the console).
+      console.log(
+        `  ${describeJob(job)}: ${seen} images, step ${detector.step}, ` +
+          `AUROC ${curve.at(-1)!.auroc.toFixed(3)}, training ${
+            curve.at(-1)!.trainSeconds.toFixed(0)
+          } s`,
+      );
       if (seen === points.at(-1)) final = { maps: scores.maps, scores };
       evaluateMs += performance.now() - evalStart;
     }
