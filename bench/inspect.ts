@@ -39,7 +39,7 @@ import {
   REPRESENTATIONS,
 } from "./inspect_job.ts";
 import type { InspectWorkerJob } from "./inspect_worker.ts";
-import { WorkerPool } from "./worker_pool.ts";
+import { type JobOutcome, WorkerPool } from "./worker_pool.ts";
 import { numberList, positiveInt, ratioList } from "./cli_args.ts";
 import { ACCURACY_VARIANTS, parseVariantName, type VariantName } from "./accuracy_variants.ts";
 import {
@@ -100,6 +100,8 @@ export interface InspectReport {
   wallSeconds: number;
   results: InspectResult[];
   failures: { job: InspectJob; error: string }[];
+  /** Set while the run is in progress (or was stopped): jobs done so far. */
+  partial?: { done: number; of: number };
 }
 
 const USAGE = `deno task bench:inspect [options]
@@ -113,6 +115,7 @@ const USAGE = `deno task bench:inspect [options]
                         (default pipelines/demo.json)
   --image-size N        override the line's input size (multiple of 32, divides 256)
   --student-width W     override the line's student width
+  --taps a,b            MobileNetV2 teacher taps instead of the line's teacher
   --learning-rate X     override the line's learning rate
   --steps-per-image X   training steps per arriving image (default ${BENCH_DEFAULTS.stepsPerImage})
   --train-count N       training stream length (default ${BENCH_DEFAULTS.trainCount})
@@ -121,7 +124,9 @@ const USAGE = `deno task bench:inspect [options]
   --test-normal N       normal test images (default ${BENCH_DEFAULTS.testNormal})
   --seed N              (default ${BENCH_DEFAULTS.seed})
   --workers N           parallel Deno Workers (default 2)
-  --name NAME           results file stem (default inspect)`;
+  --name NAME           results file stem (default inspect)
+  --rerender            rewrite NAME.{md,png} from NAME.json (e.g. of a run stopped early:
+                        the JSON is rewritten after every job); trains nothing`;
 
 /** Parses the command line. */
 export async function parseInspectArgs(args: string[]): Promise<{
@@ -131,6 +136,7 @@ export async function parseInspectArgs(args: string[]): Promise<{
   name: string;
   lineConfig: string;
   warmupSteps: number;
+  rerender: boolean;
 }> {
   const nnIndex = args.indexOf("--nn");
   // `--nn` with or without a list: normalise to `--nn=LIST` for parseArgs.
@@ -155,6 +161,7 @@ export async function parseInspectArgs(args: string[]): Promise<{
       config: { type: "string", default: "pipelines/demo.json" },
       "image-size": { type: "string" },
       "student-width": { type: "string" },
+      taps: { type: "string" },
       "learning-rate": { type: "string" },
       "steps-per-image": { type: "string" },
       "train-count": { type: "string" },
@@ -164,6 +171,7 @@ export async function parseInspectArgs(args: string[]): Promise<{
       seed: { type: "string" },
       workers: { type: "string", default: "2" },
       name: { type: "string", default: "inspect" },
+      rerender: { type: "boolean", default: false },
       help: { type: "boolean", default: false },
     },
   });
@@ -183,6 +191,9 @@ export async function parseInspectArgs(args: string[]): Promise<{
   const config: InspectConfig = {
     side: d.side,
     imageSize: positiveInt(values["image-size"], line.model.imageSize, "image-size"),
+    teacher: values.taps
+      ? { kind: "mobilenet_v2", taps: values.taps.split(",").map((t) => t.trim()) }
+      : line.model.teacher,
     studentWidth: values["student-width"]
       ? PdnWidthSchema.parse(values["student-width"])
       : line.model.studentWidth,
@@ -222,6 +233,7 @@ export async function parseInspectArgs(args: string[]): Promise<{
     name: values.name,
     lineConfig: values.config,
     warmupSteps: line.trainer.warmupSteps,
+    rerender: values.rerender,
   };
 }
 
@@ -244,11 +256,12 @@ export function inspectJobs(grid: InspectGrid): InspectJob[] {
   const nn: InspectJob[] = grid.representations.flatMap((representation) =>
     grid.surfaces.map((surface) => ({ type: "nn" as const, surface, representation }))
   );
+  // Variants innermost: a run stopped early has compared them on the same surfaces.
   const train: InspectJob[] = !grid.train
     ? []
     : grid.ratios.flatMap((ratio) =>
-      grid.variants.flatMap((variant) =>
-        grid.surfaces.map((surface) => ({ type: "train" as const, surface, ratio, variant }))
+      grid.surfaces.flatMap((surface) =>
+        grid.variants.map((variant) => ({ type: "train" as const, surface, ratio, variant }))
       )
     );
   return [...nn, ...train];
@@ -265,6 +278,11 @@ export async function inspectMain(args: string[]): Promise<number> {
     return 2;
   }
   const { grid, config, workers, name } = parsed;
+  if (parsed.rerender) {
+    const stored = JSON.parse(await Deno.readTextFile(new URL(`${name}.json`, RESULTS_DIR)));
+    await renderInspectReport(name, stored as InspectReport);
+    return 0;
+  }
   await ensureSkimageTextures(undefined, console.log);
   const jobs = inspectJobs(grid);
   console.log(
@@ -276,9 +294,36 @@ export async function inspectMain(args: string[]): Promise<number> {
   );
   const loadAverageAtStart = Deno.loadavg();
   const start = performance.now();
+  const settled: JobOutcome<InspectWorkerJob, InspectResult>[] = [];
+  const reportOf = async (outcomes: JobOutcome<InspectWorkerJob, InspectResult>[]) => ({
+    benchmark: "inspect" as const,
+    lineConfig: parsed.lineConfig,
+    warmupSteps: parsed.warmupSteps,
+    config,
+    grid,
+    workers,
+    environment: await environment(),
+    loadAverageAtStart,
+    wallSeconds: secondsSince(start),
+    results: outcomes.flatMap((o) => o.ok ? [o.result] : []),
+    failures: outcomes.flatMap((o) => o.ok ? [] : [{ job: o.job.job, error: o.error }]),
+    ...(outcomes.length < jobs.length
+      ? { partial: { done: outcomes.length, of: jobs.length } }
+      : {}),
+  });
+  // Long runs on a shared machine: the results so far are on disk after every job, so a run
+  // stopped early still leaves a report of what it finished.
+  let writing: Promise<unknown> = Promise.resolve();
   let outcomes;
   try {
     outcomes = await pool.run(jobs.map((job) => ({ job, config })), (outcome, done) => {
+      settled.push(outcome);
+      if (done < jobs.length) {
+        const snapshot = settled.slice();
+        writing = writing.then(async () =>
+          await writeResultJson(`${name}.json`, await reportOf(snapshot))
+        );
+      }
       const what = describeJob(outcome.job.job);
       const detail = !outcome.ok
         ? `FAILED: ${outcome.error.split("\n")[0]}`
@@ -292,19 +337,8 @@ export async function inspectMain(args: string[]): Promise<number> {
   } finally {
     pool.terminate();
   }
-  const report: InspectReport = {
-    benchmark: "inspect",
-    lineConfig: parsed.lineConfig,
-    warmupSteps: parsed.warmupSteps,
-    config,
-    grid,
-    workers,
-    environment: await environment(),
-    loadAverageAtStart,
-    wallSeconds: secondsSince(start),
-    results: outcomes.filter((o) => o.ok).map((o) => o.result),
-    failures: outcomes.filter((o) => !o.ok).map((o) => ({ job: o.job.job, error: o.error })),
-  };
+  await writing;
+  const report: InspectReport = await reportOf(outcomes);
   await renderInspectReport(name, report);
   return report.failures.length > 0 ? 1 : 0;
 }
@@ -586,6 +620,9 @@ async function renderInspectReport(name: string, report: InspectReport): Promise
   const lines = [
     "# Inspection benchmark",
     "",
+    ...(report.partial
+      ? [`**Partial run: ${report.partial.done} of ${report.partial.of} jobs finished.**`, ""]
+      : []),
     `Command: \`${report.environment.command}\` (commit ${report.environment.commit}, ` +
     `${report.wallSeconds} s on ${report.workers} worker(s), load average at start ` +
     `${report.loadAverageAtStart.map((x) => x.toFixed(2)).join(" ")}, at end ` +

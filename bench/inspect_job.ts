@@ -13,7 +13,12 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { HygieneSchema, ModelSchema, TrainingSchema } from "../src/config/schema.ts";
+import {
+  HygieneSchema,
+  ModelSchema,
+  type TeacherConfig,
+  TrainingSchema,
+} from "../src/config/schema.ts";
 import { Detector, type TrainStepReport } from "../src/model/detector.ts";
 import { batchesOf } from "../src/model/batches.ts";
 import { loadTeacher } from "../src/model/teacher.ts";
@@ -45,6 +50,8 @@ export interface InspectConfig {
   side: number;
   /** Detector input side (`train` jobs): the camera image is block-averaged down to it. */
   imageSize: number;
+  /** The teacher (`train` jobs): the line's, or MobileNetV2 with `--taps`. */
+  teacher: TeacherConfig;
   /** Student width (`train` jobs). */
   studentWidth: "tiny" | "small" | "full";
   /** Adam learning rate (`train` jobs). */
@@ -239,6 +246,7 @@ async function runTrainJob(
     ModelSchema.parse({
       imageSize: config.imageSize,
       studentWidth: config.studentWidth,
+      teacher: config.teacher,
       seed: config.seed,
     }),
     TrainingSchema.parse({ ...variant.training, learningRate: config.learningRate }),
