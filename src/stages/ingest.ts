@@ -18,7 +18,7 @@ import type {
   NatsConnection,
 } from "nats";
 import type { PipelineConfig } from "../config/schema.ts";
-import { decodeImage, ImageRejectedError } from "../image/decode.ts";
+import { type DecodedImage, decodeImage, ImageRejectedError } from "../image/decode.ts";
 import { encodeDecodedImage } from "../bus/decoded_image.ts";
 import { ImageIdRegistry, MAX_IMAGE_ID_BYTES } from "../bus/image_ids.ts";
 import { publishVerdict } from "../bus/publishers.ts";
@@ -131,13 +131,13 @@ export class IngestStage implements PipelineStage {
         `Image-Id already used by image message ${claim.firstSeq}`,
       );
     }
-    let pixels: Float32Array;
+    let decoded: DecodedImage;
     try {
-      ({ pixels } = await decodeImage(
+      decoded = await decodeImage(
         message.data,
         this.#config.model.imageSize,
         this.#config.images,
-      ));
+      );
     } catch (error) {
       if (error instanceof ImageRejectedError) {
         return await this.#reject(context, imageId, error.code, error.message);
@@ -149,7 +149,9 @@ export class IngestStage implements PipelineStage {
       imageSeq,
       capturedAt: context.capturedAt,
       size: this.#config.model.imageSize,
-      pixels,
+      pixels: decoded.pixels,
+      // Downstream maps the anomaly region back onto the camera's pixels.
+      original: { width: decoded.width, height: decoded.height },
     }, new Date());
     await this.#js!.publish(decodedSubject(line), payload, {
       headers,
