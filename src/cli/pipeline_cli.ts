@@ -21,6 +21,7 @@ export interface PipelineCliValues {
   server?: string;
   checkpoints?: string;
   progress?: string;
+  "metrics-port"?: string;
 }
 
 /** `node:util` parseArgs options of {@link PipelineCliValues}, plus `--help`. */
@@ -30,6 +31,7 @@ export const PIPELINE_CLI_OPTIONS = {
   server: { type: "string" },
   checkpoints: { type: "string" },
   progress: { type: "string" },
+  "metrics-port": { type: "string" },
   help: { type: "boolean", default: false },
 } as const;
 
@@ -42,6 +44,8 @@ export const PIPELINE_OPTIONS_HELP =
                       store in ${LOCAL_NATS_STORE}
   --checkpoints DIR   trainer checkpoints go to DIR/LINE (default ${DEFAULT_CHECKPOINT_DIR})
   --progress SECONDS  seconds between progress lines (default 10; 0: none)
+  --metrics-port PORT serve /metrics on PORT (default: metrics.port of the pipeline file,
+                      9464; 0: any free port; off: none)
   --help              this text`;
 
 /** The pipeline file named by `--config`, or `pipelines/<--line or demo>.json`. */
@@ -53,6 +57,17 @@ export async function pipelineConfigFrom(values: PipelineCliValues): Promise<Pip
     throw new Error(`${path}: line is "${config.line}", expected "${values.line}"`);
   }
   return config;
+}
+
+/** `--metrics-port`: undefined keeps the file's port, `off` serves none. */
+function metricsPortFrom(value: string | undefined): number | null | undefined {
+  if (value === undefined) return undefined;
+  if (value === "off") return null;
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 0 || port > 65_535) {
+    throw new UsageError(`--metrics-port must be a port number (0-65535) or "off", got "${value}"`);
+  }
+  return port;
 }
 
 /** Runs `stages` of the configured line until SIGINT/SIGTERM; returns the exit code. */
@@ -92,11 +107,13 @@ export async function servePipeline(
       workers,
       checkpointDir: values.checkpoints ?? DEFAULT_CHECKPOINT_DIR,
       progressIntervalMs: progressSeconds * 1000,
+      metricsPort: metricsPortFrom(values["metrics-port"]),
     });
     console.log(
       `line ${config.line}: running ${pipeline.stages.join(", ")} ` +
         `(${workers ? "one Worker each" : "in this process"}) on ${nats.url}; Ctrl-C stops`,
     );
+    if (pipeline.metricsUrl) console.log(`line ${config.line}: metrics at ${pipeline.metricsUrl}`);
     const stopped = new Promise<"signal">((resolve) =>
       stop.signal.addEventListener("abort", () => resolve("signal"), { once: true })
     );

@@ -32,6 +32,7 @@ import {
 } from "../bus/subjects.ts";
 import { rejectedVerdict, type RejectionCode, type VerdictContext } from "../bus/verdict.ts";
 import { validCapturedAt } from "./captured_at.ts";
+import { metrics } from "../observe/metrics.ts";
 import {
   errorText,
   type PipelineStage,
@@ -90,6 +91,7 @@ export class IngestStage implements PipelineStage {
         continue;
       }
       this.#imagesIn++;
+      metrics().imagesIn.inc({ line: this.#config.line, stage: this.name });
       try {
         await this.#handle(message);
         message.ack();
@@ -158,6 +160,7 @@ export class IngestStage implements PipelineStage {
       msgID: decodedMsgId(imageId),
     });
     this.#accepted++;
+    metrics().imagesOut.inc({ line, stage: this.name, status: "decoded" });
   }
 
   async #reject(
@@ -166,7 +169,9 @@ export class IngestStage implements PipelineStage {
     code: RejectionCode,
     message: string,
   ): Promise<void> {
-    await publishVerdict(this.#js!, rejectedVerdict(context, imageId, code, message));
+    const verdict = rejectedVerdict(context, imageId, code, message);
+    await publishVerdict(this.#js!, verdict);
+    metrics().verdictStored(this.name, verdict, null);
     this.#rejected++;
     this.#rejectedByCode[code] = (this.#rejectedByCode[code] ?? 0) + 1;
   }

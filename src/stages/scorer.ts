@@ -25,6 +25,7 @@ import { publishVerdict } from "../bus/publishers.ts";
 import { publishHeatmap } from "../bus/heatmap.ts";
 import { encodeHeatmapPng } from "../image/heatmap_png.ts";
 import { localise } from "./localise.ts";
+import { metrics } from "../observe/metrics.ts";
 import { consumerBacklog, ensureDurableConsumer, ensureLineStreams } from "../bus/streams.ts";
 import { SCORER_CONSUMER } from "../bus/subjects.ts";
 import {
@@ -55,6 +56,7 @@ import { Wakeup } from "./wakeup.ts";
 /** A loaded model version. */
 interface LoadedModel {
   version: number;
+  publishedAt: string;
   detector: Detector;
 }
 
@@ -163,7 +165,7 @@ export class ScorerStage implements PipelineStage {
         throw new Error("it has no map normalisation");
       }
       const queued = this.#next;
-      this.#next = { version: record.version, detector };
+      this.#next = { version: record.version, publishedAt: record.publishedAt, detector };
       queued?.detector.dispose();
       this.#wakeup.notify();
     } catch (error) {
@@ -179,6 +181,8 @@ export class ScorerStage implements PipelineStage {
     this.#next = null;
     previous?.detector.dispose();
     this.#swaps++;
+    const { version, publishedAt } = this.#current;
+    metrics().modelHeld(this.#config.line, this.name, version, publishedAt);
     this.#log.info(`now scoring with model v${this.#current.version}`);
   }
 
@@ -201,10 +205,12 @@ export class ScorerStage implements PipelineStage {
 
   async #process(messages: JsMsg[]): Promise<void> {
     this.#imagesIn += messages.length;
+    metrics().imagesIn.inc({ line: this.#config.line, stage: this.name }, messages.length);
     let verdicts: Verdict[];
     let heatmaps: (PendingHeatmap | null)[];
+    let receivedAt: (Date | null)[];
     try {
-      ({ verdicts, heatmaps } = this.#judge(messages));
+      ({ verdicts, heatmaps, receivedAt } = this.#judge(messages));
     } catch (error) {
       this.#retried += messages.length;
       this.#log.warn(`scoring failed: ${errorText(error)}; retrying the batch`);
@@ -225,6 +231,7 @@ export class ScorerStage implements PipelineStage {
       if (result.status === "fulfilled") {
         messages[i].ack();
         const verdict = verdicts[i];
+        metrics().verdictStored(this.name, verdict, receivedAt[i]);
         this.#verdicts[verdict.status]++;
         if (verdict.status === "scored" && verdict.anomalous) this.#verdicts.anomalous++;
       } else {
@@ -236,7 +243,11 @@ export class ScorerStage implements PipelineStage {
   }
 
   /** One verdict per message, in order, and the heatmap of each scored one. */
-  #judge(messages: JsMsg[]): { verdicts: Verdict[]; heatmaps: (PendingHeatmap | null)[] } {
+  #judge(messages: JsMsg[]): {
+    verdicts: Verdict[];
+    heatmaps: (PendingHeatmap | null)[];
+    receivedAt: (Date | null)[];
+  } {
     const size = this.#config.model.imageSize;
     const line = this.#config.line;
     const verdicts: (Verdict | null)[] = [];
@@ -248,10 +259,12 @@ export class ScorerStage implements PipelineStage {
       original: { width: number; height: number } | null;
     }[] = [];
     const heatmaps: (PendingHeatmap | null)[] = messages.map(() => null);
+    const receivedAt: (Date | null)[] = messages.map(() => null);
     const publishHeatmaps = this.#config.heatmaps.enabled;
     messages.forEach((message, index) => {
       try {
         const image = decodeDecodedImage(message.data, message.headers, size);
+        receivedAt[index] = image.receivedAt ?? null;
         const context = { line, imageSeq: image.imageSeq, capturedAt: image.capturedAt };
         readable.push({
           index,
@@ -324,7 +337,7 @@ export class ScorerStage implements PipelineStage {
     } else {
       for (const r of readable) verdicts[r.index] = warmingUpVerdict(r.context, r.imageId);
     }
-    return { verdicts: verdicts as Verdict[], heatmaps };
+    return { verdicts: verdicts as Verdict[], heatmaps, receivedAt };
   }
 
   /** Images in, verdicts by status, model version in use, backlog of the shared consumer. */
