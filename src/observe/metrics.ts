@@ -249,9 +249,9 @@ export function processRegistry(): client.Registry {
   return processMetrics;
 }
 
-/** Merges registries' JSON into one Prometheus text exposition (counters and gauges summed). */
-export async function mergeMetrics(parts: MetricsJson[]): Promise<string> {
-  return await client.AggregatorRegistry.aggregate(parts).metrics();
+/** Merges registries' JSON into one registry (counters, gauges and histograms summed). */
+export function mergeMetrics(parts: MetricsJson[]): client.Registry {
+  return client.AggregatorRegistry.aggregate(parts);
 }
 
 /** Content type of the text exposition format. */

@@ -21,8 +21,17 @@ export interface MetricsSource {
   metrics(): Promise<MetricsJson | null>;
 }
 
+/** Everything this process knows, merged, as prom-client JSON (what the dashboard reads). */
+export async function scrapeMetricsJson(stages: readonly MetricsSource[]): Promise<MetricsJson> {
+  return await mergedRegistry(stages).then((r) => r.getMetricsAsJSON() as Promise<MetricsJson>);
+}
+
 /** Everything this process knows, as Prometheus text. */
 export async function scrapeMetrics(stages: readonly MetricsSource[]): Promise<string> {
+  return await (await mergedRegistry(stages)).metrics();
+}
+
+async function mergedRegistry(stages: readonly MetricsSource[]) {
   // Stages first: those in this thread refresh this thread's registry before it is read.
   const fromStages = await Promise.all(stages.map((stage) => stage.metrics().catch(() => null)));
   const parts: MetricsJson[] = [
@@ -30,7 +39,7 @@ export async function scrapeMetrics(stages: readonly MetricsSource[]): Promise<s
     await metrics().json(),
     ...fromStages.filter((part): part is MetricsJson => part !== null),
   ];
-  return await mergeMetrics(parts);
+  return mergeMetrics(parts);
 }
 
 /** Serves `GET /metrics` on `hostname:port`; other paths are 404, other methods 405. */

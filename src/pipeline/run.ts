@@ -10,7 +10,8 @@ import { type StageEndpoints, startControlService } from "../bus/control.ts";
 import { STAGE_NAMES, type StageName, type StageStatus } from "../stages/stage.ts";
 import { progressLine, type StatusSample } from "./progress.ts";
 import { type StageHandle, startLocalStage, startWorkerStage } from "./stage_host.ts";
-import { startMetricsEndpoint } from "../observe/metrics_endpoint.ts";
+import { scrapeMetricsJson, startMetricsEndpoint } from "../observe/metrics_endpoint.ts";
+import type { MetricsJson } from "../observe/metrics.ts";
 import type { HttpEndpoint } from "../observe/http.ts";
 
 /** Options of {@link runPipeline}. */
@@ -50,6 +51,8 @@ export interface RunningPipeline {
   readonly failure: Promise<never>;
   /** URL of this process's `/metrics` endpoint, or null when it serves none. */
   readonly metricsUrl: string | null;
+  /** Every stage's metrics merged (what `/metrics` serves), as prom-client JSON. */
+  metrics(): Promise<MetricsJson>;
 }
 
 /** Default checkpoint directory. */
@@ -158,5 +161,6 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunningP
     },
     failure: Promise.race([...handles.values()].map((handle) => handle.failure)),
     metricsUrl: metricsEndpoint ? `${metricsEndpoint.url}/metrics` : null,
+    metrics: () => scrapeMetricsJson([...handles.values()]),
   };
 }
