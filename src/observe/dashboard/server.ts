@@ -11,7 +11,8 @@
  *
  * @module
  */
-import { connect, type NatsConnection } from "nats";
+import type { NatsConnection } from "nats";
+import { connectNats, type NatsAuth, natsTargetOf } from "../../bus/connection.ts";
 import type { DashboardConfig } from "../../config/schema.ts";
 import { streamNames } from "../../bus/subjects.ts";
 import { fetchHeatmap } from "../../bus/heatmap.ts";
@@ -29,6 +30,8 @@ export interface DashboardOptions {
   line: string;
   /** NATS server of the line (the dashboard opens its own connection). */
   natsUrl: string;
+  /** Credentials for it (as the pipeline's); none on an open server. */
+  natsAuth?: NatsAuth;
   /** Where and how to listen. */
   config: DashboardConfig;
   /** Port overriding `config.port` (0: any free port). */
@@ -103,10 +106,9 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
       throw new Error(`dashboard: ${file.url.pathname} is missing (run \`deno install\`)`);
     }
   }
-  const nc = await connect({
-    servers: options.natsUrl,
+  const nc = await connectNats(natsTargetOf(options.natsUrl, options.natsAuth), {
     name: `inspect-${line}-dashboard`,
-    maxReconnectAttempts: -1,
+    reconnect: true,
   });
   let feed: LineFeed;
   try {
