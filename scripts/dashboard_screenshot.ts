@@ -1,6 +1,6 @@
 /**
  * Makes docs/dashboard.png: the demo line (pipelines/demo.json, its real model) on a private
- * nats-server, fed the synthetic-line fixture stream at 8 images/s (pass after pass), its
+ * nats-server, fed the synthetic-line fixture stream at 4 images/s (pass after pass), its
  * dashboard opened in headless Chromium; the picture is taken once six anomalous parts show.
  *
  *   deno run -A scripts/dashboard_screenshot.ts [--out docs/dashboard.png]
@@ -51,7 +51,7 @@ try {
         dir: "fixtures/synthetic-line",
         line,
         idSuffix: passSuffix(pass),
-        pacing: { kind: "rate", hz: 8 },
+        pacing: { kind: "rate", hz: 4 },
         signal: cameraOff.signal,
       });
     }
