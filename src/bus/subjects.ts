@@ -41,6 +41,15 @@ export function trainingSubject(line: string): string {
   return `${SUBJECT_ROOT}.${line}.training`;
 }
 
+/**
+ * Model versions of `line` a scorer or trainer refused (public, JSON, see
+ * `model_refusal.ts`): core NATS, for operators and monitoring.
+ */
+export function modelRefusedSubject(line: string): string {
+  assertLineName(line);
+  return `${SUBJECT_ROOT}.${line}.model.refused`;
+}
+
 /** Internal: images of `line` decoded, resized and validated by ingest (raw RGB bytes). */
 export function decodedSubject(line: string): string {
   assertLineName(line);

@@ -270,6 +270,20 @@ export const ImageLimitsSchema = z.object({
 /** Image limit configuration. */
 export type ImageLimits = z.infer<typeof ImageLimitsSchema>;
 
+/**
+ * Model versions read from the bus are untrusted input (scorers, a restarting trainer): their
+ * size cap and whether a signing key is required. The key itself only ever comes from the
+ * environment (see `src/bus/model_signing.ts`).
+ */
+export const ModelObjectsSchema = z.object({
+  /** Largest model object accepted, in bytes; larger ones are refused before being read. */
+  maxBytes: z.number().int().positive().default(256 * 1024 ** 2),
+  /** Refuse to start when no model signing key is set in the environment. */
+  requireSignature: z.boolean().default(false),
+}).strict();
+/** Model object limits. */
+export type ModelObjectsConfig = z.infer<typeof ModelObjectsSchema>;
+
 /** One production line's streaming pipeline (`pipelines/<line>.json`). */
 export const PipelineSchema = z.object({
   line: LineIdSchema,
@@ -279,6 +293,7 @@ export const PipelineSchema = z.object({
   scorer: ScorerStageSchema.default({}),
   streams: StreamLimitsSchema.default({}),
   images: ImageLimitsSchema.default({}),
+  models: ModelObjectsSchema.default({}),
 }).strict();
 /** Pipeline configuration, every default filled in. */
 export type PipelineConfig = z.infer<typeof PipelineSchema>;
