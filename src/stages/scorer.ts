@@ -22,6 +22,10 @@ import type { PipelineConfig } from "../config/schema.ts";
 import { decodeDecodedImage, DecodedImageError } from "../bus/decoded_image.ts";
 import { ModelStore, type ModelVersionRecord } from "../bus/model_store.ts";
 import { publishVerdict } from "../bus/publishers.ts";
+import { publishHeatmap } from "../bus/heatmap.ts";
+import { encodeHeatmapPng } from "../image/heatmap_png.ts";
+import { localise } from "./localise.ts";
+import { metrics } from "../observe/metrics.ts";
 import { consumerBacklog, ensureDurableConsumer, ensureLineStreams } from "../bus/streams.ts";
 import { SCORER_CONSUMER } from "../bus/subjects.ts";
 import {
@@ -47,7 +51,17 @@ import { Wakeup } from "./wakeup.ts";
 /** A loaded model version. */
 interface LoadedModel {
   version: number;
+  publishedAt: string;
   detector: Detector;
+}
+
+/** A heatmap to publish before its verdict. */
+interface PendingHeatmap {
+  imageId: string;
+  imageSeq: number;
+  modelVersion: number;
+  map: Float32Array;
+  scaleMax: number;
 }
 
 /** Delay before a batch whose verdicts could not be stored is redelivered. */
@@ -89,11 +103,11 @@ export class ScorerStage implements PipelineStage {
 
   /** Starts watching model versions and consuming decoded images. */
   async start(): Promise<void> {
-    const { line, streams, model } = this.#config;
+    const { line, streams, model, heatmaps } = this.#config;
     await useBackend(model.backend);
     this.#jsm = await this.#nc.jetstreamManager();
     this.#js = this.#nc.jetstream();
-    await ensureLineStreams(this.#jsm, line, streams);
+    await ensureLineStreams(this.#jsm, line, streams, heatmaps.enabled ? heatmaps : undefined);
     const stream = await ensureDurableConsumer(this.#jsm, line, SCORER_CONSUMER);
     this.#models = await ModelStore.open(this.#js, line);
     this.#gate = await ModelGate.open({
@@ -143,7 +157,7 @@ export class ScorerStage implements PipelineStage {
       const detector = await this.#gate!.admit(record, this.#current?.version ?? null);
       if (!detector) return;
       const queued = this.#next;
-      this.#next = { version: record.version, detector };
+      this.#next = { version: record.version, publishedAt: record.publishedAt, detector };
       queued?.detector.dispose();
       this.#wakeup.notify();
     } catch (error) {
@@ -159,6 +173,8 @@ export class ScorerStage implements PipelineStage {
     this.#next = null;
     previous?.detector.dispose();
     this.#swaps++;
+    const { version, publishedAt } = this.#current;
+    metrics().modelHeld(this.#config.line, this.name, version, publishedAt);
     this.#log.info(`now scoring with model v${this.#current.version}`);
   }
 
@@ -181,20 +197,33 @@ export class ScorerStage implements PipelineStage {
 
   async #process(messages: JsMsg[]): Promise<void> {
     this.#imagesIn += messages.length;
+    metrics().imagesIn.inc({ line: this.#config.line, stage: this.name }, messages.length);
     let verdicts: Verdict[];
+    let heatmaps: (PendingHeatmap | null)[];
+    let receivedAt: (Date | null)[];
     try {
-      verdicts = this.#judge(messages);
+      ({ verdicts, heatmaps, receivedAt } = this.#judge(messages));
     } catch (error) {
       this.#retried += messages.length;
       this.#log.warn(`scoring failed: ${errorText(error)}; retrying the batch`);
       for (const message of messages) message.nak(RETRY_DELAY_MS);
       return;
     }
-    const stored = await Promise.allSettled(verdicts.map((v) => publishVerdict(this.#js!, v)));
+    // The heatmap is stored before its verdict: a consumer reading the verdict finds it.
+    const stored = await Promise.allSettled(verdicts.map(async (v, i) => {
+      const heatmap = heatmaps[i];
+      if (heatmap) {
+        const size = this.#config.model.imageSize;
+        const png = await encodeHeatmapPng(heatmap.map, size, heatmap.scaleMax);
+        await publishHeatmap(this.#js!, { line: v.line, ...heatmap, png });
+      }
+      return await publishVerdict(this.#js!, v);
+    }));
     stored.forEach((result, i) => {
       if (result.status === "fulfilled") {
         messages[i].ack();
         const verdict = verdicts[i];
+        metrics().verdictStored(this.name, verdict, receivedAt[i]);
         this.#verdicts[verdict.status]++;
         if (verdict.status === "scored" && verdict.anomalous) this.#verdicts.anomalous++;
       } else {
@@ -205,8 +234,12 @@ export class ScorerStage implements PipelineStage {
     });
   }
 
-  /** One verdict per message, in order. */
-  #judge(messages: JsMsg[]): Verdict[] {
+  /** One verdict per message, in order, and the heatmap of each scored one. */
+  #judge(messages: JsMsg[]): {
+    verdicts: Verdict[];
+    heatmaps: (PendingHeatmap | null)[];
+    receivedAt: (Date | null)[];
+  } {
     const size = this.#config.model.imageSize;
     const line = this.#config.line;
     const verdicts: (Verdict | null)[] = [];
@@ -215,12 +248,23 @@ export class ScorerStage implements PipelineStage {
       imageId: string;
       context: VerdictContext;
       pixels: Float32Array;
+      original: { width: number; height: number } | null;
     }[] = [];
+    const heatmaps: (PendingHeatmap | null)[] = messages.map(() => null);
+    const receivedAt: (Date | null)[] = messages.map(() => null);
+    const publishHeatmaps = this.#config.heatmaps.enabled;
     messages.forEach((message, index) => {
       try {
         const image = decodeDecodedImage(message.data, message.headers, size);
+        receivedAt[index] = image.receivedAt ?? null;
         const context = { line, imageSeq: image.imageSeq, capturedAt: image.capturedAt };
-        readable.push({ index, imageId: image.imageId, context, pixels: image.pixels });
+        readable.push({
+          index,
+          imageId: image.imageId,
+          context,
+          pixels: image.pixels,
+          original: image.original,
+        });
         verdicts.push(null);
       } catch (error) {
         if (!(error instanceof DecodedImageError)) throw error;
@@ -242,7 +286,7 @@ export class ScorerStage implements PipelineStage {
       const tensor = imagesToBatch(readable.map((r) => r.pixels), size);
       let reports;
       try {
-        reports = model.detector.score(tensor);
+        reports = model.detector.scoreWithMaps(tensor);
       } finally {
         tensor.dispose();
       }
@@ -251,25 +295,52 @@ export class ScorerStage implements PipelineStage {
       readable.forEach((r, i) => {
         const { score, stScore, aeScore } = reports[i];
         // No verdict ever carries a non-finite number: such an image is not scorable.
-        verdicts[r.index] = [score, stScore, aeScore, threshold].every(Number.isFinite)
-          ? scoredVerdict(r.context, r.imageId, {
-            score,
-            stScore,
-            aeScore,
-            threshold,
-            modelVersion: model.version,
-          })
-          : rejectedVerdict(
+        if (![score, stScore, aeScore, threshold].every(Number.isFinite)) {
+          verdicts[r.index] = rejectedVerdict(
             r.context,
             r.imageId,
             "not_scorable",
             `model v${model.version} gave a non-finite score for this image`,
           );
+          return;
+        }
+        const findings = localise({
+          line,
+          imageId: r.imageId,
+          map: reports[i].map,
+          size,
+          score: reports[i].score,
+          threshold,
+          original: r.original,
+          publishHeatmap: publishHeatmaps,
+        });
+        verdicts[r.index] = scoredVerdict(
+          r.context,
+          r.imageId,
+          {
+            score: reports[i].score,
+            stScore: reports[i].stScore,
+            aeScore: reports[i].aeScore,
+            threshold,
+            modelVersion: model.version,
+          },
+          new Date(),
+          findings.localisation,
+        );
+        if (publishHeatmaps) {
+          heatmaps[r.index] = {
+            imageId: r.imageId,
+            imageSeq: r.context.imageSeq,
+            modelVersion: model.version,
+            map: reports[i].map,
+            scaleMax: findings.scaleMax,
+          };
+        }
       });
     } else {
       for (const r of readable) verdicts[r.index] = warmingUpVerdict(r.context, r.imageId);
     }
-    return verdicts as Verdict[];
+    return { verdicts: verdicts as Verdict[], heatmaps, receivedAt };
   }
 
   /** Images in, verdicts by status, model version in use, backlog of the shared consumer. */
