@@ -4,7 +4,8 @@
  * in batches with the current model version and publishes one verdict per image. Before the
  * first version exists verdicts are `warming_up`.
  *
- * Hot swap: a watcher loads each new version in the background; the swap happens between two
+ * Hot swap: a watcher loads each new version and builds its scoring session (ONNX Runtime by
+ * default, see `src/model/engine.ts`) in the background; the swap happens between two
  * batches, so no image is dropped and none waits longer than the batch in hand. Messages are
  * acknowledged only after their verdicts are stored; a redelivered message's verdict carries
  * the same `Nats-Msg-Id` and JetStream drops the copy.
@@ -34,8 +35,10 @@ import {
 import {
   type Detector,
   detectorFromBlob,
-  imagesToBatch,
   liveTensors,
+  prepareScoringEngines,
+  type ScoringEngine,
+  type ScoringEngines,
   useBackend,
 } from "./model_port.ts";
 import {
@@ -49,10 +52,11 @@ import {
 import { ScoreWindow } from "./threshold.ts";
 import { Wakeup } from "./wakeup.ts";
 
-/** A loaded model version. */
+/** A loaded model version and the scoring session built from it. */
 interface LoadedModel {
   version: number;
   detector: Detector;
+  engine: ScoringEngine;
 }
 
 /** Delay before a batch whose verdicts could not be stored is redelivered. */
@@ -72,6 +76,7 @@ export class ScorerStage implements PipelineStage {
   #models?: ModelStore;
   #current: LoadedModel | null = null;
   #next: LoadedModel | null = null;
+  #engines?: ScoringEngines;
   #messages?: ConsumerMessages;
   #queue: JsMsg[] = [];
   readonly #wakeup = new Wakeup();
@@ -95,6 +100,8 @@ export class ScorerStage implements PipelineStage {
   async start(): Promise<void> {
     const { line, streams, model } = this.#config;
     await useBackend(model.backend);
+    this.#engines = await prepareScoringEngines(this.#config.inference, model, this.#log.warn);
+    this.#log.info(`scoring with ${this.#engines.description}`);
     this.#jsm = await this.#nc.jetstreamManager();
     this.#js = this.#nc.jetstream();
     await ensureLineStreams(this.#jsm, line, streams);
@@ -150,9 +157,17 @@ export class ScorerStage implements PipelineStage {
         detector.dispose();
         throw new Error("it has no map normalisation");
       }
+      // The session is built here, in the background, while the current version scores.
+      let engine: ScoringEngine;
+      try {
+        engine = await this.#engines!.build(detector, `${record.line} v${record.version}`);
+      } catch (error) {
+        detector.dispose();
+        throw error;
+      }
       const queued = this.#next;
-      this.#next = { version: record.version, detector };
-      queued?.detector.dispose();
+      this.#next = { version: record.version, detector, engine };
+      await release(queued);
       this.#wakeup.notify();
     } catch (error) {
       this.#log.warn(`cannot load model v${record.version}: ${errorText(error)}`);
@@ -160,12 +175,12 @@ export class ScorerStage implements PipelineStage {
   }
 
   /** Makes the queued version current (between batches). */
-  #swapIfReady(): void {
+  async #swapIfReady(): Promise<void> {
     if (!this.#next) return;
     const previous = this.#current;
     this.#current = this.#next;
     this.#next = null;
-    previous?.detector.dispose();
+    await release(previous);
     this.#swaps++;
     this.#log.info(`now scoring with model v${this.#current.version}`);
   }
@@ -178,7 +193,7 @@ export class ScorerStage implements PipelineStage {
     const { batchSize } = this.#config.scorer;
     while (!this.#stopping) {
       // Swapping here, between batches (or while idle), never holds up an image.
-      this.#swapIfReady();
+      await this.#swapIfReady();
       if (this.#queue.length === 0) {
         await this.#wakeup.wait(1_000);
         continue;
@@ -191,7 +206,7 @@ export class ScorerStage implements PipelineStage {
     this.#imagesIn += messages.length;
     let verdicts: Verdict[];
     try {
-      verdicts = this.#judge(messages);
+      verdicts = await this.#judge(messages);
     } catch (error) {
       this.#retried += messages.length;
       this.#log.warn(`scoring failed: ${errorText(error)}; retrying the batch`);
@@ -214,7 +229,7 @@ export class ScorerStage implements PipelineStage {
   }
 
   /** One verdict per message, in order. */
-  #judge(messages: JsMsg[]): Verdict[] {
+  async #judge(messages: JsMsg[]): Promise<Verdict[]> {
     const size = this.#config.model.imageSize;
     const line = this.#config.line;
     const verdicts: (Verdict | null)[] = [];
@@ -247,13 +262,7 @@ export class ScorerStage implements PipelineStage {
     });
     const model = this.#current;
     if (readable.length > 0 && model) {
-      const tensor = imagesToBatch(readable.map((r) => r.pixels), size);
-      let reports;
-      try {
-        reports = model.detector.score(tensor);
-      } finally {
-        tensor.dispose();
-      }
+      const reports = await model.engine.score(readable.map((r) => r.pixels));
       this.#window.add(reports.map((r) => r.score));
       const threshold = this.#window.threshold();
       readable.forEach((r, i) => {
@@ -297,6 +306,7 @@ export class ScorerStage implements PipelineStage {
         swaps: this.#swaps,
         retried: this.#retried,
         queuedVersion: this.#next?.version ?? null,
+        engine: this.#engines?.description ?? null,
         tensors: liveTensors(),
       },
     };
@@ -312,8 +322,15 @@ export class ScorerStage implements PipelineStage {
     for (const message of this.#queue.splice(0)) message.nak();
     await this.#watcher;
     await this.#nc.flush();
-    this.#current?.detector.dispose();
-    this.#next?.detector.dispose();
+    await release(this.#current);
+    await release(this.#next);
     this.#current = this.#next = null;
   }
+}
+
+/** Frees a model version's session and detector. */
+async function release(model: LoadedModel | null): Promise<void> {
+  if (!model) return;
+  await model.engine.dispose();
+  model.detector.dispose();
 }
