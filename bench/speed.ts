@@ -22,7 +22,6 @@
  */
 import { parseArgs } from "node:util";
 import {
-  type BackendName,
   BackendSchema,
   ModelSchema,
   PdnWidthSchema,
