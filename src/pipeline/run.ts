@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { connect, type NatsConnection, type Service } from "nats";
+import type { NatsConnection, Service } from "nats";
+import { connectNats, type NatsAuth, natsTargetOf } from "../bus/connection.ts";
 import type { PipelineConfig } from "../config/schema.ts";
 import { type StageEndpoints, startControlService } from "../bus/control.ts";
 import { STAGE_NAMES, type StageName, type StageStatus } from "../stages/stage.ts";
@@ -16,8 +17,10 @@ import { withScorerThreads } from "./cores.ts";
 export interface RunPipelineOptions {
   /** The line's configuration. */
   config: PipelineConfig;
-  /** NATS server URL. */
+  /** NATS server URL (`user:pass@` or `token@` in it are used as credentials). */
   natsUrl: string;
+  /** Credentials and TLS files of every connection (held in memory, never logged). */
+  natsAuth?: NatsAuth;
   /** Stages to run (default: all three). */
   stages?: readonly StageName[];
   /** Run each stage in its own Worker (default true); false runs them in this thread. */
@@ -78,12 +81,11 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunningP
   try {
     // Sequential starts: each stage creates or updates the line's streams idempotently.
     for (const stage of names) {
-      handles.set(stage, await start({ stage, config, checkpointDir }, natsUrl));
+      handles.set(stage, await start({ stage, config, checkpointDir }, natsUrl, options.natsAuth));
     }
-    const connection = await connect({
-      servers: natsUrl,
+    const connection = await connectNats(natsTargetOf(natsUrl, options.natsAuth), {
       name: `inspect-${config.line}-control`,
-      maxReconnectAttempts: -1,
+      reconnect: true,
     });
     const endpoints: Record<string, StageEndpoints> = {};
     for (const [name, handle] of handles) {
