@@ -21,11 +21,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import {
-  BackendSchema,
-  ModelSchema,
-  PdnWidthSchema,
-} from "../src/config/schema.ts";
+import { BackendSchema, ModelSchema, PdnWidthSchema } from "../src/config/schema.ts";
 import type {
   MemoryRunJob,
   MemoryRunResult,
