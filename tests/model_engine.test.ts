@@ -78,14 +78,15 @@ Deno.test("the onnxruntime engine scores like the tfjs engine, in batches, witho
     for (const key of ["score", "stScore", "aeScore"] as const) {
       assertClose(a.map((r) => r[key]), b.map((r) => r[key]), key);
     }
-    const [ha, hb] = [
-      await ort.heatmaps(images.slice(0, 3)),
-      await reference.heatmaps(images.slice(0, 3)),
+    const [ma, mb] = [
+      await ort.scoreWithMaps(images.slice(0, 3)),
+      await reference.scoreWithMaps(images.slice(0, 3)),
     ];
-    assert.equal(ha.length, 3);
-    ha.forEach((map, i) => {
-      assert.equal(map.length, SIZE * SIZE);
-      assertClose(map, hb[i], `heatmap ${i}`);
+    assert.equal(ma.length, 3);
+    ma.forEach((report, i) => {
+      assert.equal(report.map.length, SIZE * SIZE);
+      assertClose(report.map, mb[i].map, `heatmap ${i}`);
+      assertClose([report.score], [mb[i].score], `score ${i} with maps`);
     });
     assert.deepEqual(await ort.score([]), []);
     await assert.rejects(ort.score([new Float32Array(5)]), /expected 3072/);

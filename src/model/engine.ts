@@ -9,9 +9,10 @@
  *
  * @module
  */
+import type * as tf from "@tensorflow/tfjs";
 import type { InferenceConfig, ModelConfig } from "../config/schema.ts";
-import type { Detector, ScoreReport } from "./detector.ts";
-import { batchesOf, toBatch } from "./batches.ts";
+import type { Detector, MappedScoreReport, ScoreReport } from "./detector.ts";
+import { toBatch } from "./batches.ts";
 import { availableCores } from "../util/cores.ts";
 import { exportDetectorOnnx, SCORING_IO } from "./onnx/export.ts";
 import { loadOnnxRuntime, openSession, type OrtModule, probeSession } from "./onnx/runtime.ts";
@@ -22,8 +23,8 @@ export interface ScoringEngine {
   readonly description: string;
   /** Scores `size × size × 3` pixel arrays (HWC, [0,1]); one report per image, in order. */
   score(images: readonly Float32Array[]): Promise<ScoreReport[]>;
-  /** Combined, normalised anomaly maps at input resolution, `size × size` per image. */
-  heatmaps(images: readonly Float32Array[]): Promise<Float32Array[]>;
+  /** {@link score} plus each image's combined, normalised map at input resolution (`size²`). */
+  scoreWithMaps(images: readonly Float32Array[]): Promise<MappedScoreReport[]>;
   /** Frees the session (not the detector it was built from). */
   dispose(): Promise<void>;
 }
@@ -114,26 +115,21 @@ class TfjsScoringEngine implements ScoringEngine {
   }
 
   score(images: readonly Float32Array[]): Promise<ScoreReport[]> {
+    return this.#withBatch(images, (batch) => this.#detector.score(batch));
+  }
+
+  scoreWithMaps(images: readonly Float32Array[]): Promise<MappedScoreReport[]> {
+    return this.#withBatch(images, (batch) => this.#detector.scoreWithMaps(batch));
+  }
+
+  #withBatch<T>(images: readonly Float32Array[], fn: (batch: tf.Tensor4D) => T[]): Promise<T[]> {
+    if (images.length === 0) return Promise.resolve([]);
     const batch = toBatch(images, this.#detector.model.imageSize);
     try {
-      return Promise.resolve(this.#detector.score(batch));
+      return Promise.resolve(fn(batch));
     } finally {
       batch.dispose();
     }
-  }
-
-  heatmaps(images: readonly Float32Array[]): Promise<Float32Array[]> {
-    const size = this.#detector.model.imageSize;
-    const out: Float32Array[] = [];
-    for (const batch of batchesOf(images, size, images.length || 1)) {
-      const maps = this.#detector.anomalyMaps(batch);
-      const data = maps.dataSync() as Float32Array;
-      maps.dispose();
-      for (let i = 0; i < batch.shape[0]; i++) {
-        out.push(data.slice(i * size * size, (i + 1) * size * size));
-      }
-    }
-    return Promise.resolve(out);
   }
 
   dispose(): Promise<void> {
@@ -160,20 +156,26 @@ class OrtScoringEngine implements ScoringEngine {
   }
 
   async score(images: readonly Float32Array[]): Promise<ScoreReport[]> {
-    if (images.length === 0) return [];
-    const out = await this.#run(images, [SCORING_IO.score, SCORING_IO.stScore, SCORING_IO.aeScore]);
-    const [score, st, ae] = [SCORING_IO.score, SCORING_IO.stScore, SCORING_IO.aeScore].map((n) =>
-      out[n].data as Float32Array
-    );
-    return Array.from(score, (value, i) => ({ score: value, stScore: st[i], aeScore: ae[i] }));
+    return await this.#scores(images, false);
   }
 
-  async heatmaps(images: readonly Float32Array[]): Promise<Float32Array[]> {
+  async scoreWithMaps(images: readonly Float32Array[]): Promise<MappedScoreReport[]> {
+    return await this.#scores(images, true) as MappedScoreReport[];
+  }
+
+  async #scores(images: readonly Float32Array[], withMaps: boolean): Promise<ScoreReport[]> {
     if (images.length === 0) return [];
-    const data = (await this.#run(images, [SCORING_IO.heatmap]))[SCORING_IO.heatmap]
-      .data as Float32Array;
+    const names = [SCORING_IO.score, SCORING_IO.stScore, SCORING_IO.aeScore];
+    const out = await this.#run(images, withMaps ? [...names, SCORING_IO.heatmap] : names);
+    const [score, st, ae] = names.map((name) => out[name].data as Float32Array);
+    const maps = withMaps ? out[SCORING_IO.heatmap].data as Float32Array : null;
     const per = this.#size * this.#size;
-    return images.map((_, i) => data.slice(i * per, (i + 1) * per));
+    return Array.from(score, (value, i) => ({
+      score: value,
+      stScore: st[i],
+      aeScore: ae[i],
+      ...(maps ? { map: maps.slice(i * per, (i + 1) * per) } : {}),
+    }));
   }
 
   async dispose(): Promise<void> {

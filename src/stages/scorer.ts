@@ -23,6 +23,10 @@ import type { PipelineConfig } from "../config/schema.ts";
 import { decodeDecodedImage, DecodedImageError } from "../bus/decoded_image.ts";
 import { ModelStore, type ModelVersionRecord } from "../bus/model_store.ts";
 import { publishVerdict } from "../bus/publishers.ts";
+import { publishHeatmap } from "../bus/heatmap.ts";
+import { encodeHeatmapPng } from "../image/heatmap_png.ts";
+import { localise } from "./localise.ts";
+import { metrics } from "../observe/metrics.ts";
 import { consumerBacklog, ensureDurableConsumer, ensureLineStreams } from "../bus/streams.ts";
 import { SCORER_CONSUMER } from "../bus/subjects.ts";
 import {
@@ -55,8 +59,18 @@ import { Wakeup } from "./wakeup.ts";
 /** A loaded model version and the scoring session built from it. */
 interface LoadedModel {
   version: number;
+  publishedAt: string;
   detector: Detector;
   engine: ScoringEngine;
+}
+
+/** A heatmap to publish before its verdict. */
+interface PendingHeatmap {
+  imageId: string;
+  imageSeq: number;
+  modelVersion: number;
+  map: Float32Array;
+  scaleMax: number;
 }
 
 /** Delay before a batch whose verdicts could not be stored is redelivered. */
@@ -98,13 +112,13 @@ export class ScorerStage implements PipelineStage {
 
   /** Starts watching model versions and consuming decoded images. */
   async start(): Promise<void> {
-    const { line, streams, model } = this.#config;
+    const { line, streams, model, heatmaps } = this.#config;
     await useBackend(model.backend);
     this.#engines = await prepareScoringEngines(this.#config.inference, model, this.#log.warn);
     this.#log.info(`scoring with ${this.#engines.description}`);
     this.#jsm = await this.#nc.jetstreamManager();
     this.#js = this.#nc.jetstream();
-    await ensureLineStreams(this.#jsm, line, streams);
+    await ensureLineStreams(this.#jsm, line, streams, heatmaps.enabled ? heatmaps : undefined);
     const stream = await ensureDurableConsumer(this.#jsm, line, SCORER_CONSUMER);
     this.#models = await ModelStore.open(this.#js, line);
     // Load the current version before the first batch, so a restart does not answer
@@ -166,7 +180,7 @@ export class ScorerStage implements PipelineStage {
         throw error;
       }
       const queued = this.#next;
-      this.#next = { version: record.version, detector, engine };
+      this.#next = { version: record.version, publishedAt: record.publishedAt, detector, engine };
       await release(queued);
       this.#wakeup.notify();
     } catch (error) {
@@ -182,6 +196,8 @@ export class ScorerStage implements PipelineStage {
     this.#next = null;
     await release(previous);
     this.#swaps++;
+    const { version, publishedAt } = this.#current;
+    metrics().modelHeld(this.#config.line, this.name, version, publishedAt);
     this.#log.info(`now scoring with model v${this.#current.version}`);
   }
 
@@ -204,20 +220,33 @@ export class ScorerStage implements PipelineStage {
 
   async #process(messages: JsMsg[]): Promise<void> {
     this.#imagesIn += messages.length;
+    metrics().imagesIn.inc({ line: this.#config.line, stage: this.name }, messages.length);
     let verdicts: Verdict[];
+    let heatmaps: (PendingHeatmap | null)[];
+    let receivedAt: (Date | null)[];
     try {
-      verdicts = await this.#judge(messages);
+      ({ verdicts, heatmaps, receivedAt } = await this.#judge(messages));
     } catch (error) {
       this.#retried += messages.length;
       this.#log.warn(`scoring failed: ${errorText(error)}; retrying the batch`);
       for (const message of messages) message.nak(RETRY_DELAY_MS);
       return;
     }
-    const stored = await Promise.allSettled(verdicts.map((v) => publishVerdict(this.#js!, v)));
+    // The heatmap is stored before its verdict: a consumer reading the verdict finds it.
+    const stored = await Promise.allSettled(verdicts.map(async (v, i) => {
+      const heatmap = heatmaps[i];
+      if (heatmap) {
+        const size = this.#config.model.imageSize;
+        const png = await encodeHeatmapPng(heatmap.map, size, heatmap.scaleMax);
+        await publishHeatmap(this.#js!, { line: v.line, ...heatmap, png });
+      }
+      return await publishVerdict(this.#js!, v);
+    }));
     stored.forEach((result, i) => {
       if (result.status === "fulfilled") {
         messages[i].ack();
         const verdict = verdicts[i];
+        metrics().verdictStored(this.name, verdict, receivedAt[i]);
         this.#verdicts[verdict.status]++;
         if (verdict.status === "scored" && verdict.anomalous) this.#verdicts.anomalous++;
       } else {
@@ -228,8 +257,12 @@ export class ScorerStage implements PipelineStage {
     });
   }
 
-  /** One verdict per message, in order. */
-  async #judge(messages: JsMsg[]): Promise<Verdict[]> {
+  /** One verdict per message, in order, and the heatmap of each scored one. */
+  async #judge(messages: JsMsg[]): Promise<{
+    verdicts: Verdict[];
+    heatmaps: (PendingHeatmap | null)[];
+    receivedAt: (Date | null)[];
+  }> {
     const size = this.#config.model.imageSize;
     const line = this.#config.line;
     const verdicts: (Verdict | null)[] = [];
@@ -238,12 +271,23 @@ export class ScorerStage implements PipelineStage {
       imageId: string;
       context: VerdictContext;
       pixels: Float32Array;
+      original: { width: number; height: number } | null;
     }[] = [];
+    const heatmaps: (PendingHeatmap | null)[] = messages.map(() => null);
+    const receivedAt: (Date | null)[] = messages.map(() => null);
+    const publishHeatmaps = this.#config.heatmaps.enabled;
     messages.forEach((message, index) => {
       try {
         const image = decodeDecodedImage(message.data, message.headers, size);
+        receivedAt[index] = image.receivedAt ?? null;
         const context = { line, imageSeq: image.imageSeq, capturedAt: image.capturedAt };
-        readable.push({ index, imageId: image.imageId, context, pixels: image.pixels });
+        readable.push({
+          index,
+          imageId: image.imageId,
+          context,
+          pixels: image.pixels,
+          original: image.original,
+        });
         verdicts.push(null);
       } catch (error) {
         if (!(error instanceof DecodedImageError)) throw error;
@@ -262,22 +306,47 @@ export class ScorerStage implements PipelineStage {
     });
     const model = this.#current;
     if (readable.length > 0 && model) {
-      const reports = await model.engine.score(readable.map((r) => r.pixels));
+      const reports = await model.engine.scoreWithMaps(readable.map((r) => r.pixels));
       this.#window.add(reports.map((r) => r.score));
       const threshold = this.#window.threshold();
       readable.forEach((r, i) => {
-        verdicts[r.index] = scoredVerdict(r.context, r.imageId, {
+        const findings = localise({
+          line,
+          imageId: r.imageId,
+          map: reports[i].map,
+          size,
           score: reports[i].score,
-          stScore: reports[i].stScore,
-          aeScore: reports[i].aeScore,
           threshold,
-          modelVersion: model.version,
+          original: r.original,
+          publishHeatmap: publishHeatmaps,
         });
+        verdicts[r.index] = scoredVerdict(
+          r.context,
+          r.imageId,
+          {
+            score: reports[i].score,
+            stScore: reports[i].stScore,
+            aeScore: reports[i].aeScore,
+            threshold,
+            modelVersion: model.version,
+          },
+          new Date(),
+          findings.localisation,
+        );
+        if (publishHeatmaps) {
+          heatmaps[r.index] = {
+            imageId: r.imageId,
+            imageSeq: r.context.imageSeq,
+            modelVersion: model.version,
+            map: reports[i].map,
+            scaleMax: findings.scaleMax,
+          };
+        }
       });
     } else {
       for (const r of readable) verdicts[r.index] = warmingUpVerdict(r.context, r.imageId);
     }
-    return verdicts as Verdict[];
+    return { verdicts: verdicts as Verdict[], heatmaps, receivedAt };
   }
 
   /** Images in, verdicts by status, model version in use, backlog of the shared consumer. */
