@@ -38,7 +38,6 @@ import {
 } from "../bus/verdict.ts";
 import {
   type Detector,
-  detectorFromBlob,
   liveTensors,
   prepareScoringEngines,
   type ScoringEngine,
@@ -54,6 +53,7 @@ import {
   type StageStatus,
 } from "./stage.ts";
 import { ScoreWindow } from "./threshold.ts";
+import { ModelGate } from "./model_admission.ts";
 import { Wakeup } from "./wakeup.ts";
 
 /** A loaded model version and the scoring session built from it. */
@@ -88,6 +88,7 @@ export class ScorerStage implements PipelineStage {
   #js?: JetStreamClient;
   #jsm?: JetStreamManager;
   #models?: ModelStore;
+  #gate?: ModelGate;
   #current: LoadedModel | null = null;
   #next: LoadedModel | null = null;
   #engines?: ScoringEngines;
@@ -121,6 +122,13 @@ export class ScorerStage implements PipelineStage {
     await ensureLineStreams(this.#jsm, line, streams, heatmaps.enabled ? heatmaps : undefined);
     const stream = await ensureDurableConsumer(this.#jsm, line, SCORER_CONSUMER);
     this.#models = await ModelStore.open(this.#js, line);
+    this.#gate = await ModelGate.open({
+      connection: this.#nc,
+      config: this.#config,
+      models: this.#models,
+      stage: "scorer",
+      log: this.#log,
+    });
     // Load the current version before the first batch, so a restart does not answer
     // `warming_up` for a line whose model exists.
     const current = await this.#models.current();
@@ -156,21 +164,10 @@ export class ScorerStage implements PipelineStage {
   async #load(record: ModelVersionRecord): Promise<void> {
     const newest = Math.max(this.#current?.version ?? 0, this.#next?.version ?? 0);
     if (record.version <= newest) return;
-    if (record.imageSize !== this.#config.model.imageSize) {
-      this.#log.warn(
-        `model v${record.version} scores ${record.imageSize}px images, this line decodes ` +
-          `${this.#config.model.imageSize}px; ignored`,
-      );
-      return;
-    }
     try {
-      const blob = await this.#models!.fetch(record);
-      if (!blob) throw new Error("it is no longer stored");
-      const detector = await detectorFromBlob(blob, `line ${record.line} model v${record.version}`);
-      if (!detector.warm) {
-        detector.dispose();
-        throw new Error("it has no map normalisation");
-      }
+      // Untrusted input: a refused version leaves the current one serving.
+      const detector = await this.#gate!.admit(record, this.#current?.version ?? null);
+      if (!detector) return;
       // The session is built here, in the background, while the current version scores.
       let engine: ScoringEngine;
       try {
@@ -307,9 +304,20 @@ export class ScorerStage implements PipelineStage {
     const model = this.#current;
     if (readable.length > 0 && model) {
       const reports = await model.engine.scoreWithMaps(readable.map((r) => r.pixels));
-      this.#window.add(reports.map((r) => r.score));
+      this.#window.add(reports.map((r) => r.score).filter(Number.isFinite));
       const threshold = this.#window.threshold();
       readable.forEach((r, i) => {
+        const { score, stScore, aeScore } = reports[i];
+        // No verdict ever carries a non-finite number: such an image is not scorable.
+        if (![score, stScore, aeScore, threshold].every(Number.isFinite)) {
+          verdicts[r.index] = rejectedVerdict(
+            r.context,
+            r.imageId,
+            "not_scorable",
+            `model v${model.version} gave a non-finite score for this image`,
+          );
+          return;
+        }
         const findings = localise({
           line,
           imageId: r.imageId,
@@ -376,6 +384,7 @@ export class ScorerStage implements PipelineStage {
         retried: this.#retried,
         queuedVersion: this.#next?.version ?? null,
         engine: this.#engines?.description ?? null,
+        ...(this.#gate?.statusDetails() ?? { refusedVersions: 0, lastRefusal: null }),
         tensors: liveTensors(),
       },
     };

@@ -121,7 +121,8 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     throw error;
   }
   const jsm = await nc.jetstreamManager();
-  const handler = (request: Request) => handle(request, { line, token, feed, nc, jsm });
+  const streams = new Set<() => void>();
+  const handler = (request: Request) => handle(request, { line, token, feed, nc, jsm, streams });
   let endpoint: HttpEndpoint;
   try {
     endpoint = listen("dashboard", config.hostname, options.port ?? config.port, handler);
@@ -135,6 +136,8 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     feed,
     close: async () => {
       await feed.stop();
+      // Open event streams never end by themselves; the server's shutdown waits for them.
+      for (const end of streams) end();
       await endpoint.close();
       await nc.drain().catch(() => undefined);
     },
@@ -147,6 +150,8 @@ interface Context {
   feed: LineFeed;
   nc: NatsConnection;
   jsm: Awaited<ReturnType<NatsConnection["jetstreamManager"]>>;
+  /** Ends each open event stream. */
+  streams: Set<() => void>;
 }
 
 function json(value: unknown, status = 200): Response {
@@ -191,7 +196,7 @@ async function route(request: Request, url: URL, context: Context): Promise<Resp
     });
   }
   if (path === "/api/state" && request.method === "GET") return json(context.feed.snapshot());
-  if (path === "/api/events" && request.method === "GET") return events(context.feed);
+  if (path === "/api/events" && request.method === "GET") return events(context);
   let match = /^\/api\/image\/(\d+)$/.exec(path);
   if (match && request.method === "GET") return await image(context, Number(match[1]));
   match = /^\/api\/heatmap$/.exec(path);
@@ -215,12 +220,24 @@ async function route(request: Request, url: URL, context: Context): Promise<Resp
 }
 
 /** The feed as Server-Sent Events; a page that goes away cancels its stream. */
-function events(feed: LineFeed): Response {
+function events({ feed, streams }: Context): Response {
   const encoder = new TextEncoder();
   let unsubscribe = () => {};
   let heartbeat: ReturnType<typeof setInterval> | undefined;
+  let end = () => {};
   const body = new ReadableStream<Uint8Array>({
     start(controller) {
+      end = () => {
+        unsubscribe();
+        clearInterval(heartbeat);
+        streams.delete(end);
+        try {
+          controller.close();
+        } catch {
+          // already closed
+        }
+      };
+      streams.add(end);
       const send = (event: FeedEvent) => {
         try {
           controller.enqueue(encoder.encode(`data: ${JSON.stringify(event)}\n\n`));
@@ -241,6 +258,7 @@ function events(feed: LineFeed): Response {
     cancel() {
       unsubscribe();
       clearInterval(heartbeat);
+      streams.delete(end);
     },
   });
   return new Response(body, {
