@@ -23,6 +23,13 @@ import type { StageName } from "../../stages/stage.ts";
 import { type HttpEndpoint, isLoopback, listen } from "../http.ts";
 import type { MetricsJson } from "../metrics.ts";
 import { type FeedEvent, LineFeed } from "./feed.ts";
+// Text imports put the page and uPlot into the module graph: they are installed and loaded with
+// the code (nothing read from disk at run time, nothing fetched from a CDN).
+import indexHtml from "./static/index.html" with { type: "text" };
+import appJs from "./static/app.js" with { type: "text" };
+import appCss from "./static/app.css" with { type: "text" };
+import uplotJs from "uplot/dist/uPlot.iife.min.js" with { type: "text" };
+import uplotCss from "uplot/dist/uPlot.min.css" with { type: "text" };
 
 /** Options of {@link startDashboard}. */
 export interface DashboardOptions {
@@ -51,18 +58,12 @@ export interface Dashboard extends HttpEndpoint {
 /** Header every control POST must carry (a cross-site form cannot set it). */
 export const CONTROL_HEADER = "X-Inspect-Dashboard";
 const TOKEN_COOKIE = "inspect_dashboard_token";
-const STATIC_FILES: Record<string, { url: URL; type: string }> = {
-  "/": { url: new URL("./static/index.html", import.meta.url), type: "text/html; charset=utf-8" },
-  "/app.js": { url: new URL("./static/app.js", import.meta.url), type: "text/javascript" },
-  "/app.css": { url: new URL("./static/app.css", import.meta.url), type: "text/css" },
-  "/vendor/uPlot.iife.min.js": {
-    url: new URL("../../../node_modules/uplot/dist/uPlot.iife.min.js", import.meta.url),
-    type: "text/javascript",
-  },
-  "/vendor/uPlot.min.css": {
-    url: new URL("../../../node_modules/uplot/dist/uPlot.min.css", import.meta.url),
-    type: "text/css",
-  },
+const STATIC_FILES: Record<string, { body: string; type: string }> = {
+  "/": { body: indexHtml, type: "text/html; charset=utf-8" },
+  "/app.js": { body: appJs, type: "text/javascript" },
+  "/app.css": { body: appCss, type: "text/css" },
+  "/vendor/uPlot.iife.min.js": { body: uplotJs, type: "text/javascript" },
+  "/vendor/uPlot.min.css": { body: uplotCss, type: "text/css" },
 };
 const ACTIONS = new Set(["pause", "resume", "snapshot"]);
 
@@ -98,13 +99,6 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
       `dashboard: refusing to listen on ${config.hostname} without a token; set ` +
         `dashboard.token or $DASHBOARD_TOKEN (16+ characters), or keep hostname 127.0.0.1`,
     );
-  }
-  for (const file of Object.values(STATIC_FILES)) {
-    try {
-      await Deno.stat(file.url);
-    } catch {
-      throw new Error(`dashboard: ${file.url.pathname} is missing (run \`deno install\`)`);
-    }
   }
   const nc = await connectNats(natsTargetOf(options.natsUrl, options.natsAuth), {
     name: `inspect-${line}-dashboard`,
@@ -191,7 +185,7 @@ async function route(request: Request, url: URL, context: Context): Promise<Resp
   const path = url.pathname;
   const file = STATIC_FILES[path];
   if (file && request.method === "GET") {
-    return new Response(await Deno.readFile(file.url), {
+    return new Response(file.body, {
       headers: { "content-type": file.type, "cache-control": "no-cache" },
     });
   }
