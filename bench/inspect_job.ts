@@ -26,6 +26,7 @@ import { ImageBuffer } from "../src/stages/image_buffer.ts";
 import { RejectionPolicy } from "../src/stages/hygiene.ts";
 import { trainStepFromBuffer } from "../src/stages/buffer_training.ts";
 import { auroc } from "../src/metrics/auroc.ts";
+import { pixelAuroc } from "../src/metrics/pixel_auroc.ts";
 import { SeededRandom } from "../src/util/prng.ts";
 import {
   type DefectKind,
@@ -320,7 +321,7 @@ async function runTrainJob(
       ...job,
       curve,
       cells: cellAurocs(split.test, final.scores.max),
-      pixelAuroc: pixelAuroc(final.maps, masks, 2),
+      pixelAuroc: maskedPixelAuroc(final.maps, masks, 2),
       injected: split.injected,
       stepMs: Math.round(median(stepMs)),
       losses,
@@ -426,26 +427,17 @@ export function cellAurocs(test: readonly InspectSample[], scores: readonly numb
 }
 
 /**
- * Pixel AUROC of `maps` against `masks` (same side), every `stride`-th row and column of every
- * image (normal images' pixels included, as MVTec's protocol does).
+ * Pixel AUROC of `maps` against `masks` (same side; `src/metrics/pixel_auroc.ts`), every
+ * `stride`-th row and column of every image, normal images' pixels included as in MVTec's
+ * protocol. NaN when no mask marks a pixel.
  */
-export function pixelAuroc(
+export function maskedPixelAuroc(
   maps: readonly Float32Array[],
   masks: readonly Uint8Array[],
   stride: number,
 ): number {
-  const scores: number[] = [];
-  const labels: boolean[] = [];
-  maps.forEach((map, m) => {
-    const side = Math.round(Math.sqrt(map.length));
-    for (let y = 0; y < side; y += stride) {
-      for (let x = 0; x < side; x += stride) {
-        scores.push(map[y * side + x]);
-        labels.push(masks[m][y * side + x] === 1);
-      }
-    }
-  });
-  return labels.some((l) => l) ? auroc(scores, labels) : NaN;
+  if (!masks.some((mask) => mask.some((m) => m === 1))) return NaN;
+  return pixelAuroc(maps.map((map, i) => ({ map, mask: masks[i] })), { stride });
 }
 
 async function runNnJob(
@@ -541,7 +533,7 @@ async function runNnJob(
         auroc: auroc(maxScores, labels),
         aurocTopK: auroc(topKScores, labels),
         cells: cellAurocs(split.test, maxScores),
-        pixelAuroc: pixelAuroc(maps, masks, 1),
+        pixelAuroc: maskedPixelAuroc(maps, masks, 1),
       });
     }
     tf.dispose([...testFeatures, bankPatches, mean, std]);

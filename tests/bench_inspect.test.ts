@@ -6,7 +6,12 @@ import {
   parseInspectArgs,
   wallSecondsAt,
 } from "../bench/inspect.ts";
-import { cellAurocs, type InspectTrainResult, pixelAuroc, topKMean } from "../bench/inspect_job.ts";
+import {
+  cellAurocs,
+  type InspectTrainResult,
+  maskedPixelAuroc,
+  topKMean,
+} from "../bench/inspect_job.ts";
 import type { InspectSample } from "../src/data/inspect_split.ts";
 
 Deno.test("bench:inspect arguments: the line's settings, overrides, clear errors", async () => {
@@ -69,8 +74,8 @@ Deno.test("bench:inspect scores: top-k mean, per-cell and pixel AUROC", () => {
   // Two 2×2 maps; the marked pixel scores highest.
   const maps = [Float32Array.from([0, 0, 0, 1]), Float32Array.from([0.5, 0, 0, 0])];
   const masks = [Uint8Array.from([0, 0, 0, 1]), new Uint8Array(4)];
-  assert.equal(pixelAuroc(maps, masks, 1), 1);
-  assert.ok(Number.isNaN(pixelAuroc(maps, [new Uint8Array(4), new Uint8Array(4)], 1)));
+  assert.equal(maskedPixelAuroc(maps, masks, 1), 1);
+  assert.ok(Number.isNaN(maskedPixelAuroc(maps, [new Uint8Array(4), new Uint8Array(4)], 1)));
 });
 
 Deno.test("bench:inspect report: learning curve wall time and tables from results", () => {

@@ -16,9 +16,10 @@ import {
   StorageType,
   type StreamConfig,
 } from "nats";
-import type { StreamLimits } from "../config/schema.ts";
+import type { HeatmapsConfig, StreamLimits } from "../config/schema.ts";
 import {
   decodedSubject,
+  heatmapSubjects,
   imageSubject,
   INGEST_CONSUMER,
   SCORER_CONSUMER,
@@ -28,8 +29,16 @@ import {
   verdictSubject,
 } from "./subjects.ts";
 
-/** The four stream configurations of `line`, all with the same retention limits. */
-export function lineStreamConfigs(line: string, limits: StreamLimits): StreamConfig[] {
+/**
+ * The stream configurations of `line`: images, decoded images, verdicts and training events
+ * with the same retention limits, and (when `heatmaps` is given) the heatmap stream with its
+ * own age and byte limits and one message per Image-Id subject.
+ */
+export function lineStreamConfigs(
+  line: string,
+  limits: StreamLimits,
+  heatmaps?: HeatmapsConfig,
+): StreamConfig[] {
   const names = streamNames(line);
   const common = {
     retention: RetentionPolicy.Limits,
@@ -48,6 +57,14 @@ export function lineStreamConfigs(line: string, limits: StreamLimits): StreamCon
     stream(names.decoded, decodedSubject(line), `decoded images of line ${line} (internal)`),
     stream(names.verdicts, verdictSubject(line), `verdicts of line ${line}`),
     stream(names.training, trainingSubject(line), `training events of line ${line}`),
+    ...(heatmaps
+      ? [{
+        ...stream(names.heatmaps, heatmapSubjects(line), `anomaly heatmaps of line ${line}`),
+        max_age: nanos(heatmaps.maxAgeSeconds * 1000),
+        max_bytes: heatmaps.maxBytes,
+        max_msgs_per_subject: 1,
+      }]
+      : []),
   ];
 }
 
@@ -56,8 +73,9 @@ export async function ensureLineStreams(
   jsm: JetStreamManager,
   line: string,
   limits: StreamLimits,
+  heatmaps?: HeatmapsConfig,
 ): Promise<void> {
-  for (const config of lineStreamConfigs(line, limits)) {
+  for (const config of lineStreamConfigs(line, limits, heatmaps)) {
     if (await streamExists(jsm, config.name)) {
       await jsm.streams.update(config.name, config);
     } else {

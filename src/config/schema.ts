@@ -263,6 +263,25 @@ export const ScorerStageSchema = z.object({
 /** Scorer stage configuration. */
 export type ScorerStageConfig = z.infer<typeof ScorerStageSchema>;
 
+/**
+ * The engine that scores images (scorer stage, `main.ts score`, benchmarks). `auto` (default)
+ * is ONNX Runtime on the CPU — about 4× tfjs-wasm on the same network (README, speed) — unless
+ * `model.backend` is a GPU backend of tfjs; where ORT cannot load (no FFI permission, no native
+ * library, no AVX2) scoring falls back to tfjs with one log line. Training stays on tfjs.
+ */
+export const InferenceSchema = z.object({
+  engine: z.enum(["auto", "onnxruntime", "tfjs"]).default("auto"),
+  /**
+   * ONNX Runtime intra-op threads. `auto`: every core for a scorer alone in its process; under
+   * `run`, which also trains in the same process, the cores less the trainer's one.
+   */
+  threads: z.union([z.literal("auto"), z.number().int().min(1).max(256)]).default("auto"),
+  /** ONNX Runtime execution provider; `cuda` needs ORT's CUDA libraries (an error says so). */
+  device: z.enum(["cpu", "cuda"]).default("cpu"),
+}).strict();
+/** Inference engine configuration. */
+export type InferenceConfig = z.infer<typeof InferenceSchema>;
+
 /** Retention of the line's JetStream streams (images, decoded images, verdicts, training events). */
 export const StreamLimitsSchema = z.object({
   /** Oldest message kept, in seconds (also how long an Image-Id stays reserved). */
@@ -287,6 +306,66 @@ export const ImageLimitsSchema = z.object({
 /** Image limit configuration. */
 export type ImageLimits = z.infer<typeof ImageLimitsSchema>;
 
+/**
+ * Model versions read from the bus are untrusted input (scorers, a restarting trainer): their
+ * size cap and whether a signing key is required. The key itself only ever comes from the
+ * environment (see `src/bus/model_signing.ts`).
+ */
+export const ModelObjectsSchema = z.object({
+  /** Largest model object accepted, in bytes; larger ones are refused before being read. */
+  maxBytes: z.number().int().positive().default(256 * 1024 ** 2),
+  /** Refuse to start when no model signing key is set in the environment. */
+  requireSignature: z.boolean().default(false),
+}).strict();
+/** Model object limits. */
+export type ModelObjectsConfig = z.infer<typeof ModelObjectsSchema>;
+
+/**
+ * Heatmaps of scored images (`inspect.<line>.heatmap.*`, stream `INSPECT_<line>_HEATMAPS`): an
+ * 8-bit PNG of the combined anomaly map per scored verdict. Their stream has its own, shorter
+ * retention, as heatmaps matter while someone looks at the line.
+ */
+export const HeatmapsSchema = z.object({
+  /** Publish a heatmap with every scored verdict (false: verdicts carry `heatmap: null`). */
+  enabled: z.boolean().default(true),
+  /** Oldest heatmap kept, in seconds. */
+  maxAgeSeconds: z.number().positive().default(24 * 3600),
+  /** Largest heatmap stream size in bytes. */
+  maxBytes: z.number().int().positive().default(256 * 1024 ** 2),
+}).strict();
+/** Heatmap configuration. */
+export type HeatmapsConfig = z.infer<typeof HeatmapsSchema>;
+
+/** A TCP port; 0 lets the system pick a free one (the bound port is logged). */
+const PortSchema = z.number().int().min(0).max(65_535);
+
+/** The Prometheus `/metrics` endpoint every pipeline process serves. */
+export const MetricsSchema = z.object({
+  enabled: z.boolean().default(true),
+  /** Interface to bind; the loopback default keeps the endpoint off the network. */
+  hostname: z.string().min(1).default("127.0.0.1"),
+  /** Port (several processes on one machine need one each; 0 picks a free one). */
+  port: PortSchema.default(9464),
+}).strict();
+/** Metrics endpoint configuration. */
+export type MetricsConfig = z.infer<typeof MetricsSchema>;
+
+/** The live dashboard `run` serves. */
+export const DashboardSchema = z.object({
+  enabled: z.boolean().default(true),
+  /** Interface to bind. Anything but loopback requires a token. */
+  hostname: z.string().min(1).default("127.0.0.1"),
+  /** Port (0 picks a free one). */
+  port: PortSchema.default(8090),
+  /**
+   * Access token (at least 16 characters; `$DASHBOARD_TOKEN` overrides it). Required before
+   * the dashboard binds anything but loopback; when set, every request must carry it.
+   */
+  token: z.string().min(16).optional(),
+}).strict();
+/** Dashboard configuration. */
+export type DashboardConfig = z.infer<typeof DashboardSchema>;
+
 /** One production line's streaming pipeline (`pipelines/<line>.json`). */
 export const PipelineSchema = z.object({
   line: LineIdSchema,
@@ -294,8 +373,13 @@ export const PipelineSchema = z.object({
   training: TrainingSchema.default({}),
   trainer: TrainerStageSchema.default({}),
   scorer: ScorerStageSchema.default({}),
+  inference: InferenceSchema.default({}),
   streams: StreamLimitsSchema.default({}),
   images: ImageLimitsSchema.default({}),
+  models: ModelObjectsSchema.default({}),
+  heatmaps: HeatmapsSchema.default({}),
+  metrics: MetricsSchema.default({}),
+  dashboard: DashboardSchema.default({}),
 }).strict();
 /** Pipeline configuration, every default filled in. */
 export type PipelineConfig = z.infer<typeof PipelineSchema>;

@@ -18,7 +18,7 @@ import type {
   NatsConnection,
 } from "nats";
 import type { PipelineConfig } from "../config/schema.ts";
-import { decodeImage, ImageRejectedError } from "../image/decode.ts";
+import { type DecodedImage, decodeImage, ImageRejectedError } from "../image/decode.ts";
 import { encodeDecodedImage } from "../bus/decoded_image.ts";
 import { ImageIdRegistry, MAX_IMAGE_ID_BYTES } from "../bus/image_ids.ts";
 import { publishVerdict } from "../bus/publishers.ts";
@@ -32,6 +32,7 @@ import {
 } from "../bus/subjects.ts";
 import { rejectedVerdict, type RejectionCode, type VerdictContext } from "../bus/verdict.ts";
 import { validCapturedAt } from "./captured_at.ts";
+import { metrics } from "../observe/metrics.ts";
 import {
   errorText,
   type PipelineStage,
@@ -90,6 +91,7 @@ export class IngestStage implements PipelineStage {
         continue;
       }
       this.#imagesIn++;
+      metrics().imagesIn.inc({ line: this.#config.line, stage: this.name });
       try {
         await this.#handle(message);
         message.ack();
@@ -131,13 +133,13 @@ export class IngestStage implements PipelineStage {
         `Image-Id already used by image message ${claim.firstSeq}`,
       );
     }
-    let pixels: Float32Array;
+    let decoded: DecodedImage;
     try {
-      ({ pixels } = await decodeImage(
+      decoded = await decodeImage(
         message.data,
         this.#config.model.imageSize,
         this.#config.images,
-      ));
+      );
     } catch (error) {
       if (error instanceof ImageRejectedError) {
         return await this.#reject(context, imageId, error.code, error.message);
@@ -149,13 +151,16 @@ export class IngestStage implements PipelineStage {
       imageSeq,
       capturedAt: context.capturedAt,
       size: this.#config.model.imageSize,
-      pixels,
+      pixels: decoded.pixels,
+      // Downstream maps the anomaly region back onto the camera's pixels.
+      original: { width: decoded.width, height: decoded.height },
     }, new Date());
     await this.#js!.publish(decodedSubject(line), payload, {
       headers,
       msgID: decodedMsgId(imageId),
     });
     this.#accepted++;
+    metrics().imagesOut.inc({ line, stage: this.name, status: "decoded" });
   }
 
   async #reject(
@@ -164,7 +169,9 @@ export class IngestStage implements PipelineStage {
     code: RejectionCode,
     message: string,
   ): Promise<void> {
-    await publishVerdict(this.#js!, rejectedVerdict(context, imageId, code, message));
+    const verdict = rejectedVerdict(context, imageId, code, message);
+    await publishVerdict(this.#js!, verdict);
+    metrics().verdictStored(this.name, verdict, null);
     this.#rejected++;
     this.#rejectedByCode[code] = (this.#rejectedByCode[code] ?? 0) + 1;
   }

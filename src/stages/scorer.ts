@@ -4,7 +4,8 @@
  * in batches with the current model version and publishes one verdict per image. Before the
  * first version exists verdicts are `warming_up`.
  *
- * Hot swap: a watcher loads each new version in the background; the swap happens between two
+ * Hot swap: a watcher loads each new version and builds its scoring session (ONNX Runtime by
+ * default, see `src/model/engine.ts`) in the background; the swap happens between two
  * batches, so no image is dropped and none waits longer than the batch in hand. Messages are
  * acknowledged only after their verdicts are stored; a redelivered message's verdict carries
  * the same `Nats-Msg-Id` and JetStream drops the copy.
@@ -22,6 +23,10 @@ import type { PipelineConfig } from "../config/schema.ts";
 import { decodeDecodedImage, DecodedImageError } from "../bus/decoded_image.ts";
 import { ModelStore, type ModelVersionRecord } from "../bus/model_store.ts";
 import { publishVerdict } from "../bus/publishers.ts";
+import { publishHeatmap } from "../bus/heatmap.ts";
+import { encodeHeatmapPng } from "../image/heatmap_png.ts";
+import { localise } from "./localise.ts";
+import { metrics } from "../observe/metrics.ts";
 import { consumerBacklog, ensureDurableConsumer, ensureLineStreams } from "../bus/streams.ts";
 import { SCORER_CONSUMER } from "../bus/subjects.ts";
 import {
@@ -33,9 +38,10 @@ import {
 } from "../bus/verdict.ts";
 import {
   type Detector,
-  detectorFromBlob,
-  imagesToBatch,
   liveTensors,
+  prepareScoringEngines,
+  type ScoringEngine,
+  type ScoringEngines,
   useBackend,
 } from "./model_port.ts";
 import {
@@ -47,12 +53,24 @@ import {
   type StageStatus,
 } from "./stage.ts";
 import { ScoreWindow } from "./threshold.ts";
+import { ModelGate } from "./model_admission.ts";
 import { Wakeup } from "./wakeup.ts";
 
-/** A loaded model version. */
+/** A loaded model version and the scoring session built from it. */
 interface LoadedModel {
   version: number;
+  publishedAt: string;
   detector: Detector;
+  engine: ScoringEngine;
+}
+
+/** A heatmap to publish before its verdict. */
+interface PendingHeatmap {
+  imageId: string;
+  imageSeq: number;
+  modelVersion: number;
+  map: Float32Array;
+  scaleMax: number;
 }
 
 /** Delay before a batch whose verdicts could not be stored is redelivered. */
@@ -70,8 +88,10 @@ export class ScorerStage implements PipelineStage {
   #js?: JetStreamClient;
   #jsm?: JetStreamManager;
   #models?: ModelStore;
+  #gate?: ModelGate;
   #current: LoadedModel | null = null;
   #next: LoadedModel | null = null;
+  #engines?: ScoringEngines;
   #messages?: ConsumerMessages;
   #queue: JsMsg[] = [];
   readonly #wakeup = new Wakeup();
@@ -93,13 +113,22 @@ export class ScorerStage implements PipelineStage {
 
   /** Starts watching model versions and consuming decoded images. */
   async start(): Promise<void> {
-    const { line, streams, model } = this.#config;
+    const { line, streams, model, heatmaps } = this.#config;
     await useBackend(model.backend);
+    this.#engines = await prepareScoringEngines(this.#config.inference, model, this.#log.warn);
+    this.#log.info(`scoring with ${this.#engines.description}`);
     this.#jsm = await this.#nc.jetstreamManager();
     this.#js = this.#nc.jetstream();
-    await ensureLineStreams(this.#jsm, line, streams);
+    await ensureLineStreams(this.#jsm, line, streams, heatmaps.enabled ? heatmaps : undefined);
     const stream = await ensureDurableConsumer(this.#jsm, line, SCORER_CONSUMER);
     this.#models = await ModelStore.open(this.#js, line);
+    this.#gate = await ModelGate.open({
+      connection: this.#nc,
+      config: this.#config,
+      models: this.#models,
+      stage: "scorer",
+      log: this.#log,
+    });
     // Load the current version before the first batch, so a restart does not answer
     // `warming_up` for a line whose model exists.
     const current = await this.#models.current();
@@ -135,24 +164,21 @@ export class ScorerStage implements PipelineStage {
   async #load(record: ModelVersionRecord): Promise<void> {
     const newest = Math.max(this.#current?.version ?? 0, this.#next?.version ?? 0);
     if (record.version <= newest) return;
-    if (record.imageSize !== this.#config.model.imageSize) {
-      this.#log.warn(
-        `model v${record.version} scores ${record.imageSize}px images, this line decodes ` +
-          `${this.#config.model.imageSize}px; ignored`,
-      );
-      return;
-    }
     try {
-      const blob = await this.#models!.fetch(record);
-      if (!blob) throw new Error("it is no longer stored");
-      const detector = await detectorFromBlob(blob, `line ${record.line} model v${record.version}`);
-      if (!detector.warm) {
+      // Untrusted input: a refused version leaves the current one serving.
+      const detector = await this.#gate!.admit(record, this.#current?.version ?? null);
+      if (!detector) return;
+      // The session is built here, in the background, while the current version scores.
+      let engine: ScoringEngine;
+      try {
+        engine = await this.#engines!.build(detector, `${record.line} v${record.version}`);
+      } catch (error) {
         detector.dispose();
-        throw new Error("it has no map normalisation");
+        throw error;
       }
       const queued = this.#next;
-      this.#next = { version: record.version, detector };
-      queued?.detector.dispose();
+      this.#next = { version: record.version, publishedAt: record.publishedAt, detector, engine };
+      await release(queued);
       this.#wakeup.notify();
     } catch (error) {
       this.#log.warn(`cannot load model v${record.version}: ${errorText(error)}`);
@@ -160,13 +186,15 @@ export class ScorerStage implements PipelineStage {
   }
 
   /** Makes the queued version current (between batches). */
-  #swapIfReady(): void {
+  async #swapIfReady(): Promise<void> {
     if (!this.#next) return;
     const previous = this.#current;
     this.#current = this.#next;
     this.#next = null;
-    previous?.detector.dispose();
+    await release(previous);
     this.#swaps++;
+    const { version, publishedAt } = this.#current;
+    metrics().modelHeld(this.#config.line, this.name, version, publishedAt);
     this.#log.info(`now scoring with model v${this.#current.version}`);
   }
 
@@ -178,7 +206,7 @@ export class ScorerStage implements PipelineStage {
     const { batchSize } = this.#config.scorer;
     while (!this.#stopping) {
       // Swapping here, between batches (or while idle), never holds up an image.
-      this.#swapIfReady();
+      await this.#swapIfReady();
       if (this.#queue.length === 0) {
         await this.#wakeup.wait(1_000);
         continue;
@@ -189,20 +217,33 @@ export class ScorerStage implements PipelineStage {
 
   async #process(messages: JsMsg[]): Promise<void> {
     this.#imagesIn += messages.length;
+    metrics().imagesIn.inc({ line: this.#config.line, stage: this.name }, messages.length);
     let verdicts: Verdict[];
+    let heatmaps: (PendingHeatmap | null)[];
+    let receivedAt: (Date | null)[];
     try {
-      verdicts = this.#judge(messages);
+      ({ verdicts, heatmaps, receivedAt } = await this.#judge(messages));
     } catch (error) {
       this.#retried += messages.length;
       this.#log.warn(`scoring failed: ${errorText(error)}; retrying the batch`);
       for (const message of messages) message.nak(RETRY_DELAY_MS);
       return;
     }
-    const stored = await Promise.allSettled(verdicts.map((v) => publishVerdict(this.#js!, v)));
+    // The heatmap is stored before its verdict: a consumer reading the verdict finds it.
+    const stored = await Promise.allSettled(verdicts.map(async (v, i) => {
+      const heatmap = heatmaps[i];
+      if (heatmap) {
+        const size = this.#config.model.imageSize;
+        const png = await encodeHeatmapPng(heatmap.map, size, heatmap.scaleMax);
+        await publishHeatmap(this.#js!, { line: v.line, ...heatmap, png });
+      }
+      return await publishVerdict(this.#js!, v);
+    }));
     stored.forEach((result, i) => {
       if (result.status === "fulfilled") {
         messages[i].ack();
         const verdict = verdicts[i];
+        metrics().verdictStored(this.name, verdict, receivedAt[i]);
         this.#verdicts[verdict.status]++;
         if (verdict.status === "scored" && verdict.anomalous) this.#verdicts.anomalous++;
       } else {
@@ -213,8 +254,12 @@ export class ScorerStage implements PipelineStage {
     });
   }
 
-  /** One verdict per message, in order. */
-  #judge(messages: JsMsg[]): Verdict[] {
+  /** One verdict per message, in order, and the heatmap of each scored one. */
+  async #judge(messages: JsMsg[]): Promise<{
+    verdicts: Verdict[];
+    heatmaps: (PendingHeatmap | null)[];
+    receivedAt: (Date | null)[];
+  }> {
     const size = this.#config.model.imageSize;
     const line = this.#config.line;
     const verdicts: (Verdict | null)[] = [];
@@ -223,12 +268,23 @@ export class ScorerStage implements PipelineStage {
       imageId: string;
       context: VerdictContext;
       pixels: Float32Array;
+      original: { width: number; height: number } | null;
     }[] = [];
+    const heatmaps: (PendingHeatmap | null)[] = messages.map(() => null);
+    const receivedAt: (Date | null)[] = messages.map(() => null);
+    const publishHeatmaps = this.#config.heatmaps.enabled;
     messages.forEach((message, index) => {
       try {
         const image = decodeDecodedImage(message.data, message.headers, size);
+        receivedAt[index] = image.receivedAt ?? null;
         const context = { line, imageSeq: image.imageSeq, capturedAt: image.capturedAt };
-        readable.push({ index, imageId: image.imageId, context, pixels: image.pixels });
+        readable.push({
+          index,
+          imageId: image.imageId,
+          context,
+          pixels: image.pixels,
+          original: image.original,
+        });
         verdicts.push(null);
       } catch (error) {
         if (!(error instanceof DecodedImageError)) throw error;
@@ -247,29 +303,59 @@ export class ScorerStage implements PipelineStage {
     });
     const model = this.#current;
     if (readable.length > 0 && model) {
-      const tensor = imagesToBatch(readable.map((r) => r.pixels), size);
-      let reports;
-      try {
-        reports = model.detector.score(tensor);
-      } finally {
-        tensor.dispose();
-      }
-      this.#window.add(reports.map((r) => r.score));
+      const reports = await model.engine.scoreWithMaps(readable.map((r) => r.pixels));
+      this.#window.add(reports.map((r) => r.score).filter(Number.isFinite));
       const threshold = this.#window.threshold();
       readable.forEach((r, i) => {
-        verdicts[r.index] = scoredVerdict(r.context, r.imageId, {
+        const { score, stScore, aeScore } = reports[i];
+        // No verdict ever carries a non-finite number: such an image is not scorable.
+        if (![score, stScore, aeScore, threshold].every(Number.isFinite)) {
+          verdicts[r.index] = rejectedVerdict(
+            r.context,
+            r.imageId,
+            "not_scorable",
+            `model v${model.version} gave a non-finite score for this image`,
+          );
+          return;
+        }
+        const findings = localise({
+          line,
+          imageId: r.imageId,
+          map: reports[i].map,
+          size,
           score: reports[i].score,
-          stScore: reports[i].stScore,
-          aeScore: reports[i].aeScore,
           threshold,
-          modelVersion: model.version,
-          modelStep: model.detector.step,
+          original: r.original,
+          publishHeatmap: publishHeatmaps,
         });
+        verdicts[r.index] = scoredVerdict(
+          r.context,
+          r.imageId,
+          {
+            score: reports[i].score,
+            stScore: reports[i].stScore,
+            aeScore: reports[i].aeScore,
+            threshold,
+            modelVersion: model.version,
+            modelStep: model.detector.step,
+          },
+          new Date(),
+          findings.localisation,
+        );
+        if (publishHeatmaps) {
+          heatmaps[r.index] = {
+            imageId: r.imageId,
+            imageSeq: r.context.imageSeq,
+            modelVersion: model.version,
+            map: reports[i].map,
+            scaleMax: findings.scaleMax,
+          };
+        }
       });
     } else {
       for (const r of readable) verdicts[r.index] = warmingUpVerdict(r.context, r.imageId);
     }
-    return verdicts as Verdict[];
+    return { verdicts: verdicts as Verdict[], heatmaps, receivedAt };
   }
 
   /** Images in, verdicts by status, model version in use, backlog of the shared consumer. */
@@ -298,6 +384,8 @@ export class ScorerStage implements PipelineStage {
         swaps: this.#swaps,
         retried: this.#retried,
         queuedVersion: this.#next?.version ?? null,
+        engine: this.#engines?.description ?? null,
+        ...(this.#gate?.statusDetails() ?? { refusedVersions: 0, lastRefusal: null }),
         tensors: liveTensors(),
       },
     };
@@ -313,8 +401,15 @@ export class ScorerStage implements PipelineStage {
     for (const message of this.#queue.splice(0)) message.nak();
     await this.#watcher;
     await this.#nc.flush();
-    this.#current?.detector.dispose();
-    this.#next?.detector.dispose();
+    await release(this.#current);
+    await release(this.#next);
     this.#current = this.#next = null;
   }
+}
+
+/** Frees a model version's session and detector. */
+async function release(model: LoadedModel | null): Promise<void> {
+  if (!model) return;
+  await model.engine.dispose();
+  model.detector.dispose();
 }

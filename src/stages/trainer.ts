@@ -30,11 +30,11 @@ import { parseVerdict, type Verdict } from "../bus/verdict.ts";
 import { ImageBuffer } from "./image_buffer.ts";
 import { LossPlateau } from "./maturity.ts";
 import { RejectionPolicy } from "./hygiene.ts";
+import { metrics } from "../observe/metrics.ts";
 import { trainStepFromBuffer } from "./buffer_training.ts";
 import {
   createDetector,
   type Detector,
-  detectorFromBlob,
   detectorToBlob,
   imageBatches,
   liveTensors,
@@ -51,6 +51,7 @@ import {
   type StageStatus,
 } from "./stage.ts";
 import { Wakeup, yieldToEventLoop } from "./wakeup.ts";
+import { ModelGate } from "./model_admission.ts";
 
 /** Options of {@link TrainerStage}. */
 export interface TrainerStageOptions extends StageOptions {
@@ -75,6 +76,7 @@ export class TrainerStage implements PipelineStage {
   #js?: JetStreamClient;
   #jsm?: JetStreamManager;
   #models?: ModelStore;
+  #gate?: ModelGate;
   #detector?: Detector;
   #messages?: ConsumerMessages;
   /** The line's verdicts, when hygiene takes the published model's second opinion. */
@@ -115,6 +117,13 @@ export class TrainerStage implements PipelineStage {
     await ensureLineStreams(this.#jsm, line, streams);
     const stream = await ensureDurableConsumer(this.#jsm, line, TRAINER_CONSUMER);
     this.#models = await ModelStore.open(this.#js, line);
+    this.#gate = await ModelGate.open({
+      connection: this.#nc,
+      config: this.#config,
+      models: this.#models,
+      stage: "trainer",
+      log: this.#log,
+    });
     this.#detector = await this.#resumeOrCreate(await this.#models.current());
     const consumer = await this.#js.consumers.get(stream, TRAINER_CONSUMER);
     this.#messages = await consumer.consume({
@@ -132,30 +141,24 @@ export class TrainerStage implements PipelineStage {
   }
 
   async #resumeOrCreate(current: ModelVersionRecord | null): Promise<Detector> {
-    const { model, training, line } = this.#config;
+    const { model, training } = this.#config;
     if (current) {
-      const blob = await this.#models!.fetch(current);
-      if (blob) {
-        const detector = await detectorFromBlob(blob, `line ${line} model v${current.version}`);
-        if (JSON.stringify(detector.model) === JSON.stringify(model)) {
-          this.#published = { version: current.version, step: current.step, at: Date.now() };
-          this.#log.info(`resumed from model v${current.version} at step ${detector.step}`);
-          return detector;
-        }
-        detector.dispose();
-        this.#log.warn(
-          `model v${current.version} was trained with another model configuration; ` +
-            "starting a fresh model (versions keep counting)",
-        );
-      } else {
-        this.#log.warn(`model v${current.version} is no longer stored; starting a fresh model`);
+      // The current version is untrusted input like any other (see model_admission.ts).
+      const detector = await this.#gate!.admit(current, null);
+      if (detector) {
+        this.#published = { version: current.version, step: current.step, at: Date.now() };
+        metrics().modelHeld(current.line, this.name, current.version, current.publishedAt);
+        this.#log.info(`resumed from model v${current.version} at step ${detector.step}`);
+        return detector;
       }
+      this.#log.warn("starting a fresh model (versions keep counting)");
     }
     return await createDetector(model, training);
   }
 
   #receive(message: JsMsg): void {
     this.#imagesIn++;
+    metrics().imagesIn.inc({ line: this.#config.line, stage: this.name });
     try {
       const image = decodeDecodedImage(message.data, message.headers, this.#config.model.imageSize);
       this.#buffer.add(image.imageId, image.pixels);
@@ -221,7 +224,7 @@ export class TrainerStage implements PipelineStage {
     this.#lastLoss = report.losses.total ?? null;
     this.#maturity.add(report.losses.total ?? NaN);
     this.#downWeighted += rejected.length;
-    await publishTrainingEvent(this.#js!, {
+    const event = {
       line: this.#config.line,
       step: report.step,
       losses: report.losses,
@@ -233,7 +236,9 @@ export class TrainerStage implements PipelineStage {
       hygiene: this.#hygiene.stats,
       modelVersion: this.#published?.version ?? null,
       at: new Date().toISOString(),
-    });
+    };
+    await publishTrainingEvent(this.#js!, event);
+    metrics().trainingStep(event);
     return true;
   }
 
@@ -264,8 +269,13 @@ export class TrainerStage implements PipelineStage {
       const step = detector.step;
       const nextVersion = (this.#published?.version ?? 0) + 1;
       const blob = detectorToBlob(detector, `${this.#config.line} v${nextVersion}`);
-      const record = await this.#models!.publish(blob, { step, imageSize: size });
+      const record = await this.#models!.publish(
+        blob,
+        { step, imageSize: size },
+        this.#gate!.signing,
+      );
       this.#published = { version: record.version, step, at: Date.now() };
+      metrics().modelHeld(record.line, this.name, record.version, record.publishedAt);
       this.#log.info(
         `published model v${record.version} (step ${step}, ${(blob.length / 1024).toFixed(0)} KiB)`,
       );
@@ -342,6 +352,7 @@ export class TrainerStage implements PipelineStage {
         unreadable: this.#unreadable,
         warmupSteps: this.#config.trainer.warmupSteps,
         tensors: liveTensors(),
+        ...(this.#gate?.statusDetails() ?? { refusedVersions: 0, lastRefusal: null }),
       },
     };
   }
