@@ -30,8 +30,9 @@ export class TexturesMissingError extends Error {
 
 /**
  * Makes sure the photographs are under `dir`: when one is missing, downloads
- * `python3-skimage` with `apt-get download` (no root needed, no install) into a temporary
- * folder and unpacks it there with `dpkg -x`. `log` hears what is being done.
+ * `python3-skimage` with `apt-get download` (no install; `apt-get update` first when the
+ * package lists are missing, which needs root) into a temporary folder and unpacks it into
+ * `dir` with `dpkg -x`. `log` hears what is being done.
  */
 export async function ensureSkimageTextures(
   dir = SKIMAGE_DATA_DIR,
@@ -44,7 +45,17 @@ export async function ensureSkimageTextures(
   await Deno.mkdir(dir, { recursive: true });
   const work = await Deno.makeTempDir({ prefix: "skimage-deb-" });
   try {
-    await run("apt-get", ["download", "python3-skimage"], work);
+    try {
+      await run("apt-get", ["download", "python3-skimage"], work);
+    } catch (error) {
+      // A fresh machine has no package lists yet: refresh them (as root) and try once more.
+      log(
+        `apt-get download failed (${error instanceof Error ? error.message : error}); ` +
+          "running apt-get update",
+      );
+      await run("apt-get", ["update", "-qq"], work);
+      await run("apt-get", ["download", "python3-skimage"], work);
+    }
     const debs = [...Deno.readDirSync(work)].filter((e) => e.name.endsWith(".deb"));
     if (debs.length !== 1) {
       throw new TexturesMissingError(`apt-get download left ${debs.length} .deb files in ${work}`);
