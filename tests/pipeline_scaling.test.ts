@@ -81,7 +81,9 @@ Deno.test("a restarted trainer resumes from its last published version", async (
     try {
       const [resumed] = await second.status();
       assert.equal(resumed.modelVersion, last.version);
-      assert.equal(resumed.step, last.step);
+      // It may already have stepped on the images refilled from the stream.
+      assert.ok(resumed.step >= last.step, `step ${resumed.step} resumes from ${last.step}`);
+      assert.equal(resumed.details.refilled, 12, "the buffer is refilled from the stream");
       assert.equal(resumed.warm, true);
       for (const image of images.slice(12)) publishImage(nc, line, image.imageId, image.payload);
       await nc.flush();

@@ -66,7 +66,8 @@ export class ModelStore {
   /**
    * Stores `state` as the next version and makes it current. The KV write is conditional on
    * the revision read first, so two trainers racing on one line cannot both publish the same
-   * version number.
+   * version number; each stores its blob under its own object name (`model-v<N>-<nonce>`), so
+   * the loser never overwrites the winner's blob, and deletes its own when it loses.
    */
   async publish(
     state: Uint8Array,
@@ -76,7 +77,7 @@ export class ModelStore {
     const previous = await this.#kv.get(key);
     const previousRecord = previous ? recordOf(previous) : null;
     const version = (previousRecord?.version ?? 0) + 1;
-    const object = modelObjectName(version);
+    const object = `${modelObjectName(version)}-${crypto.randomUUID().slice(0, 8)}`;
     await this.#objects.putBlob({
       name: object,
       description: `line ${this.line} model version ${version} (step ${info.step})`,
@@ -92,12 +93,20 @@ export class ModelStore {
       publishedAt: new Date().toISOString(),
     };
     const value = new TextEncoder().encode(JSON.stringify(record));
-    if (previous && previous.operation === "PUT") {
-      await this.#kv.update(key, value, previous.revision);
-    } else if (previous) {
-      await this.#kv.put(key, value, { previousSeq: previous.revision });
-    } else {
-      await this.#kv.create(key, value);
+    try {
+      if (previous && previous.operation === "PUT") {
+        await this.#kv.update(key, value, previous.revision);
+      } else if (previous) {
+        await this.#kv.put(key, value, { previousSeq: previous.revision });
+      } else {
+        await this.#kv.create(key, value);
+      }
+    } catch (error) {
+      await this.#objects.delete(object).catch(() => undefined);
+      throw new Error(
+        `model v${version} of line ${this.line} was not published: another trainer changed ` +
+          `the current version first (${(error as Error).message})`,
+      );
     }
     return record;
   }

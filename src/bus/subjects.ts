@@ -41,6 +41,12 @@ export function trainingSubject(line: string): string {
   return `${SUBJECT_ROOT}.${line}.training`;
 }
 
+/** Alarms of `line` (public, JSON, see `backlog_alarm.ts`): the line outruns the pipeline. */
+export function alarmSubject(line: string): string {
+  assertLineName(line);
+  return `${SUBJECT_ROOT}.${line}.alarm`;
+}
+
 /** Internal: images of `line` decoded, resized and validated by ingest (raw RGB bytes). */
 export function decodedSubject(line: string): string {
   assertLineName(line);
@@ -103,7 +109,10 @@ export function modelObjectBucket(line: string): string {
   return `inspect-models-${line}`;
 }
 
-/** Object name of version `version` in {@link modelObjectBucket}. */
+/**
+ * Object name prefix of version `version` in {@link modelObjectBucket} (each publication
+ * appends its own suffix, so two trainers never write the same object).
+ */
 export function modelObjectName(version: number): string {
   return `model-v${version}`;
 }

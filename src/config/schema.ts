@@ -227,6 +227,11 @@ export const TrainerStageSchema = z.object({
   statsImages: z.number().int().min(1).default(64),
   /** Most recent buffered images the map-normalisation quantiles are fitted on at each publication. */
   normalisationImages: z.number().int().min(1).default(64),
+  /**
+   * Seconds between resume points (`<checkpoints>/<line>/resume.ad2c`, written atomically):
+   * a trainer killed -9 resumes from the newest of it and the current version.
+   */
+  checkpointEverySeconds: z.number().positive().default(30),
   /** Model versions kept in the object store (older ones are deleted). */
   keepVersions: z.number().int().min(1).default(5),
   /** Seed of the replay sampling. */
@@ -260,6 +265,28 @@ export const StreamLimitsSchema = z.object({
 /** Stream retention configuration. */
 export type StreamLimits = z.infer<typeof StreamLimitsSchema>;
 
+/**
+ * Redelivery of the line's work (src/bus/delivery.ts): how long a stage may hold a message
+ * before JetStream hands it to another process, and how often a message that keeps failing is
+ * tried before it gets a `processing_failed` rejection.
+ */
+export const DeliverySchema = z.object({
+  /**
+   * Deliveries of one image to ingest or the scorer; the last failed one publishes a
+   * `rejected` verdict with code `processing_failed` (a poison message ends there).
+   */
+  maxDeliver: z.number().int().min(2).max(100).default(8),
+  /**
+   * Lowest ack_wait in seconds. Stages raise it to `ackWaitPerStep` times the slowest step
+   * they measured, and send progress acks while a step runs.
+   */
+  minAckWaitSeconds: z.number().min(1).max(3600).default(30),
+  /** ack_wait as a multiple of the slowest measured batch step. */
+  ackWaitPerStep: z.number().min(2).max(100).default(10),
+}).strict();
+/** Redelivery configuration. */
+export type DeliveryConfig = z.infer<typeof DeliverySchema>;
+
 /** Limits checked before an image is decoded. */
 export const ImageLimitsSchema = z.object({
   /** Largest encoded payload in bytes (NATS' own max_payload, 1 MB by default, applies first). */
@@ -279,6 +306,7 @@ export const PipelineSchema = z.object({
   scorer: ScorerStageSchema.default({}),
   streams: StreamLimitsSchema.default({}),
   images: ImageLimitsSchema.default({}),
+  delivery: DeliverySchema.default({}),
 }).strict();
 /** Pipeline configuration, every default filled in. */
 export type PipelineConfig = z.infer<typeof PipelineSchema>;

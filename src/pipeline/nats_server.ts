@@ -22,6 +22,8 @@ export interface NatsServerHandle {
   storeDir: string;
   /** Stops the server (SIGTERM, then waits for it to exit). */
   stop(): Promise<void>;
+  /** Kills the server with SIGKILL (a crash: no clean shutdown) and waits for it to exit. */
+  kill(): Promise<void>;
 }
 
 /** Options of {@link startNatsServer}. */
@@ -115,22 +117,24 @@ export async function startNatsServer(options: StartNatsServerOptions): Promise<
     clearTimeout(timer);
   }
   let stopped: Promise<void> | undefined;
+  const end = (signal: Deno.Signal) => {
+    stopped ??= (async () => {
+      try {
+        child.kill(signal);
+      } catch {
+        // already gone
+      }
+      await child.status;
+      await reader.catch(() => undefined);
+    })();
+    return stopped;
+  };
   return {
     url: `nats://${host}:${listeningPort}`,
     port: listeningPort,
     storeDir: options.storeDir,
-    stop() {
-      stopped ??= (async () => {
-        try {
-          child.kill("SIGTERM");
-        } catch {
-          // already gone
-        }
-        await child.status;
-        await reader.catch(() => undefined);
-      })();
-      return stopped;
-    },
+    stop: () => end("SIGTERM"),
+    kill: () => end("SIGKILL"),
   };
 }
 

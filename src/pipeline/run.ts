@@ -5,11 +5,13 @@
  * @module
  */
 import { connect, type NatsConnection, type Service } from "nats";
+import type { StageSetup } from "./stage_factory.ts";
 import type { PipelineConfig } from "../config/schema.ts";
 import { type StageEndpoints, startControlService } from "../bus/control.ts";
 import { STAGE_NAMES, type StageName, type StageStatus } from "../stages/stage.ts";
 import { progressLine, type StatusSample } from "./progress.ts";
 import { type StageHandle, startLocalStage, startWorkerStage } from "./stage_host.ts";
+import { superviseStage } from "./supervise.ts";
 
 /** Options of {@link runPipeline}. */
 export interface RunPipelineOptions {
@@ -19,7 +21,10 @@ export interface RunPipelineOptions {
   natsUrl: string;
   /** Stages to run (default: all three). */
   stages?: readonly StageName[];
-  /** Run each stage in its own Worker (default true); false runs them in this thread. */
+  /**
+   * Run each stage in its own Worker (default true), restarted with back-off when it crashes;
+   * false runs them in this thread (a crash ends the process: its supervisor restarts it).
+   */
   workers?: boolean;
   /** Trainer checkpoints go to `<checkpointDir>/<line>` (default `data/checkpoints`). */
   checkpointDir?: string;
@@ -55,8 +60,10 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunningP
   const names = STAGE_NAMES.filter((name) => (options.stages ?? STAGE_NAMES).includes(name));
   if (names.length === 0) throw new Error("no stage to run");
   const checkpointDir = options.checkpointDir ?? DEFAULT_CHECKPOINT_DIR;
-  const start = options.workers === false ? startLocalStage : startWorkerStage;
   const log = options.log ?? ((line: string) => console.log(line));
+  const start = options.workers === false
+    ? startLocalStage
+    : (setup: StageSetup, url: string) => superviseStage(setup, url, startWorkerStage, log);
 
   const handles = new Map<StageName, StageHandle>();
   let control: { connection: NatsConnection; service: Service } | undefined;

@@ -124,7 +124,12 @@ export async function startWorkerStage(setup: StageSetup, natsUrl: string): Prom
     rejectReady(error);
     for (const call of calls.values()) call.reject(error);
     calls.clear();
-    if (!terminated) rejectFailure(error);
+    if (!terminated) {
+      rejectFailure(error);
+      // A failed stage is done: its Worker goes, so a supervisor can start a fresh one.
+      terminated = true;
+      worker.terminate();
+    }
   };
   worker.onmessage = (event: MessageEvent<FromWorker>) => {
     const message = event.data;

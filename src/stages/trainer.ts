@@ -5,7 +5,9 @@
  * training subject; the hygiene policy (`trainer.hygiene`: ATDR flags, optionally the published
  * model's anomalous verdicts, under a rejection cap) decides which leave the buffer, so they
  * are neither replayed nor used for the map normalisation. A restarted trainer resumes from the
- * line's current version.
+ * newer of the line's current version and its own resume point (written every
+ * `trainer.checkpointEverySeconds`, so a kill -9 before the first version costs little), and
+ * refills its buffer from the decoded images the line still holds (`trainer_resume.ts`).
  *
  * Training is synchronous compute; between steps the loop yields so NATS callbacks keep
  * filling the buffer and control requests are answered.
@@ -50,6 +52,7 @@ import {
   type StageStatus,
 } from "./stage.ts";
 import { Wakeup, yieldToEventLoop } from "./wakeup.ts";
+import { loadResumePoint, recentDecodedImages, saveResumePoint } from "./trainer_resume.ts";
 
 /** Options of {@link TrainerStage}. */
 export interface TrainerStageOptions extends StageOptions {
@@ -90,6 +93,8 @@ export class TrainerStage implements PipelineStage {
   #downWeighted = 0;
   #unreadable = 0;
   #lastLoss: number | null = null;
+  #resumePointAt = Date.now();
+  #refilled = 0;
 
   /** Creates the stage; {@link start} loads or creates the model and starts training. */
   constructor(options: TrainerStageOptions) {
@@ -107,10 +112,24 @@ export class TrainerStage implements PipelineStage {
     await useBackend(model.backend);
     this.#jsm = await this.#nc.jetstreamManager();
     this.#js = this.#nc.jetstream();
-    await ensureLineStreams(this.#jsm, line, streams);
+    await ensureLineStreams(this.#jsm, line, streams, { warn: (m) => this.#log.warn(m) });
     const stream = await ensureDurableConsumer(this.#jsm, line, TRAINER_CONSUMER);
     this.#models = await ModelStore.open(this.#js, line);
     this.#detector = await this.#resumeOrCreate(await this.#models.current());
+    this.#refilled = await recentDecodedImages(
+      this.#js,
+      this.#jsm,
+      line,
+      model.imageSize,
+      this.#buffer.capacity,
+      (imageId, pixels) => this.#buffer.add(imageId, pixels),
+    ).catch((error) => {
+      this.#log.warn(`cannot refill the buffer from the stream: ${errorText(error)}`);
+      return 0;
+    });
+    if (this.#refilled > 0) {
+      this.#log.info(`buffer refilled with ${this.#refilled} recent images from the stream`);
+    }
     const consumer = await this.#js.consumers.get(stream, TRAINER_CONSUMER);
     this.#messages = await consumer.consume({
       max_messages: 64,
@@ -126,8 +145,27 @@ export class TrainerStage implements PipelineStage {
     this.#loop = this.#trainLoop();
   }
 
+  /** The newer of the current version and the local resume point, else a fresh model. */
   async #resumeOrCreate(current: ModelVersionRecord | null): Promise<Detector> {
-    const { model, training, line } = this.#config;
+    const published = await this.#resumeFromVersion(current);
+    let local: Detector | null = null;
+    try {
+      local = await loadResumePoint(this.#checkpointPath());
+    } catch (error) {
+      this.#log.warn(`ignoring the resume point: ${errorText(error)}`);
+    }
+    const sameModel = local && JSON.stringify(local.model) === JSON.stringify(this.#config.model);
+    if (local && sameModel && local.step > (published?.step ?? 0)) {
+      published?.dispose();
+      this.#log.info(`resumed from the resume point at step ${local.step}`);
+      return local;
+    }
+    local?.dispose();
+    return published ?? await createDetector(this.#config.model, this.#config.training);
+  }
+
+  async #resumeFromVersion(current: ModelVersionRecord | null): Promise<Detector | null> {
+    const { model, line } = this.#config;
     if (current) {
       const blob = await this.#models!.fetch(current);
       if (blob) {
@@ -146,7 +184,20 @@ export class TrainerStage implements PipelineStage {
         this.#log.warn(`model v${current.version} is no longer stored; starting a fresh model`);
       }
     }
-    return await createDetector(model, training);
+    return null;
+  }
+
+  #checkpointPath(): string {
+    return `${this.#checkpointDir}/${this.#config.line}`;
+  }
+
+  /** Writes the resume point when `trainer.checkpointEverySeconds` have passed. */
+  async #saveResumePointIfDue(): Promise<void> {
+    const detector = this.#detector!;
+    const everyMs = this.#config.trainer.checkpointEverySeconds * 1000;
+    if (detector.step === 0 || Date.now() - this.#resumePointAt < everyMs) return;
+    this.#resumePointAt = Date.now();
+    await saveResumePoint(detector, this.#checkpointPath(), `step ${detector.step}`);
   }
 
   #receive(message: JsMsg): void {
@@ -184,6 +235,7 @@ export class TrainerStage implements PipelineStage {
       try {
         worked = !this.#paused && await this.#tick();
         if (!this.#paused) await this.#publishIfDue();
+        if (worked) await this.#saveResumePointIfDue();
       } catch (error) {
         this.#log.warn(`training step failed: ${errorText(error)}`);
       }
@@ -274,9 +326,10 @@ export class TrainerStage implements PipelineStage {
   async #saveCheckpoint(): Promise<string | null> {
     const detector = this.#detector;
     if (!detector || detector.step === 0) return null;
-    const dir = `${this.#checkpointDir}/${this.#config.line}`;
+    const dir = this.#checkpointPath();
     const label = this.#published ? `v${this.#published.version}` : `step ${detector.step}`;
     await saveDetector(detector, dir, label);
+    await saveResumePoint(detector, dir, label);
     return dir;
   }
 
@@ -332,6 +385,7 @@ export class TrainerStage implements PipelineStage {
         hygieneReadmitted: this.#hygiene.stats.readmitted,
         hygieneQuarantined: this.#hygiene.stats.quarantined,
         unreadable: this.#unreadable,
+        refilled: this.#refilled,
         warmupSteps: this.#config.trainer.warmupSteps,
         tensors: liveTensors(),
       },

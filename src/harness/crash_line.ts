@@ -1,0 +1,358 @@
+/**
+ * Crash harness (the crash tests and `bench:chaos`): a line whose stages run as separate OS
+ * processes (`main.ts stage …`) against a private `nats-server` with a file store, so that any
+ * of them, the broker included, can be killed with SIGKILL and started again on the same
+ * store and port. A camera publishes with JetStream acknowledgements and remembers which
+ * images the broker acknowledged: those are the images the line owes exactly one verdict.
+ *
+ * @module
+ */
+import {
+  connect,
+  headers,
+  type JetStreamClient,
+  type JetStreamManager,
+  type NatsConnection,
+} from "nats";
+import type { PipelineConfig } from "../config/schema.ts";
+import { ModelStore, type ModelVersionRecord } from "../bus/model_store.ts";
+import {
+  CAPTURED_AT_HEADER,
+  IMAGE_ID_HEADER,
+  imageSubject,
+  MODEL_VERSIONS_BUCKET,
+  modelVersionKey,
+  streamNames,
+} from "../bus/subjects.ts";
+import { parseVerdict, type Verdict } from "../bus/verdict.ts";
+import type { StageName, StageStatus } from "../stages/stage.ts";
+import { type NatsServerHandle, startNatsServer } from "../pipeline/nats_server.ts";
+import { control, readStreamMessages, waitUntil } from "./bus.ts";
+
+/** `main.ts`, resolved from this module. */
+const MAIN_TS = new URL("../../main.ts", import.meta.url).pathname;
+
+/** One stage process. */
+export interface StageProcess {
+  /** Which stage. */
+  readonly stage: StageName;
+  /** Its OS process id. */
+  readonly pid: number;
+  /** Resolves with the exit code when the process ends. */
+  readonly exited: Promise<number>;
+  /** SIGKILL: no clean-up of any kind. */
+  kill9(): Promise<void>;
+  /** SIGTERM: the graceful stop. */
+  stop(): Promise<number>;
+}
+
+/** Options of {@link CrashLine.start}. */
+export interface CrashLineOptions {
+  /** Extra environment of every stage process (e.g. test-only fault injection). */
+  env?: Record<string, string>;
+}
+
+/** A line of stage processes on a restartable broker. */
+export class CrashLine implements AsyncDisposable {
+  /** The line's configuration (written to `pipeline.json` in the work directory). */
+  readonly config: PipelineConfig;
+  /** Work directory: pipeline file, broker store, checkpoints, stage logs. */
+  readonly dir: string;
+  /** Image-Ids the broker acknowledged, in order. */
+  readonly acked: string[] = [];
+  /** Every Image-Id the camera tried to publish (acknowledged or not). */
+  readonly attempted: string[] = [];
+  /** Camera publications that failed (broker down): the camera knows, nothing is owed. */
+  refused = 0;
+  #server: NatsServerHandle;
+  #port: number;
+  #nc?: NatsConnection;
+  readonly #env: Record<string, string>;
+  readonly #processes = new Set<StageProcess>();
+  #logs = 0;
+
+  private constructor(
+    config: PipelineConfig,
+    dir: string,
+    server: NatsServerHandle,
+    env: Record<string, string>,
+  ) {
+    this.config = config;
+    this.dir = dir;
+    this.#server = server;
+    this.#port = server.port;
+    this.#env = env;
+  }
+
+  /** Writes the pipeline file and starts the broker (no stage yet). */
+  static async start(config: PipelineConfig, options: CrashLineOptions = {}): Promise<CrashLine> {
+    const dir = await Deno.makeTempDir({ prefix: "crash-line-" });
+    await Deno.writeTextFile(`${dir}/pipeline.json`, JSON.stringify(config, null, 2));
+    const server = await startNatsServer({ storeDir: `${dir}/nats` });
+    const line = new CrashLine(config, dir, server, options.env ?? {});
+    line.#nc = await connect({
+      servers: server.url,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+    });
+    return line;
+  }
+
+  /** Broker URL (the same across restarts). */
+  get url(): string {
+    return this.#server.url;
+  }
+
+  /** The test's own connection (reconnects across broker restarts). */
+  get nc(): NatsConnection {
+    return this.#nc!;
+  }
+
+  /** JetStream client of {@link nc}. */
+  get js(): JetStreamClient {
+    return this.nc.jetstream();
+  }
+
+  /** JetStream manager of {@link nc}. */
+  jsm(): Promise<JetStreamManager> {
+    return this.nc.jetstreamManager();
+  }
+
+  /** Starts `main.ts stage <stage>` and resolves once its control service answers. */
+  async startStage(stage: StageName, timeoutMs = 120_000): Promise<StageProcess> {
+    const log = await Deno.open(`${this.dir}/${stage}-${++this.#logs}.log`, {
+      write: true,
+      create: true,
+    });
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        MAIN_TS,
+        "stage",
+        stage,
+        "--config",
+        `${this.dir}/pipeline.json`,
+        "--server",
+        this.url,
+        "--checkpoints",
+        `${this.dir}/checkpoints`,
+        "--progress",
+        "0",
+      ],
+      env: { NO_COLOR: "1", ...this.#env },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const copy = async (stream: ReadableStream<Uint8Array>) => {
+      for await (const chunk of stream) await log.write(chunk).catch(() => undefined);
+    };
+    const copied = Promise.all([copy(child.stdout), copy(child.stderr)]);
+    const exited = child.status.then(async (status) => {
+      await copied.catch(() => undefined);
+      log.close();
+      this.#processes.delete(process);
+      return status.code;
+    });
+    const process: StageProcess = {
+      stage,
+      pid: child.pid,
+      exited,
+      async kill9() {
+        try {
+          child.kill("SIGKILL");
+        } catch {
+          // already gone
+        }
+        await exited;
+      },
+      async stop() {
+        try {
+          child.kill("SIGTERM");
+        } catch {
+          // already gone
+        }
+        return await exited;
+      },
+    };
+    this.#processes.add(process);
+    let early: number | null = null;
+    exited.then((code) => (early = code));
+    await waitUntil(
+      async () => {
+        if (early !== null) {
+          throw new Error(`${stage} exited with ${early}: ${await this.log(stage)}`);
+        }
+        return await this.status(stage).then(() => true, () => false);
+      },
+      timeoutMs,
+      `the ${stage} process to answer`,
+    );
+    return process;
+  }
+
+  /** The newest log of a stage's processes (for failure messages). */
+  async log(stage: StageName): Promise<string> {
+    const names: string[] = [];
+    for await (const entry of Deno.readDir(this.dir)) {
+      if (entry.name.startsWith(`${stage}-`)) names.push(entry.name);
+    }
+    names.sort((a, b) => Number(a.split(/[-.]/)[1]) - Number(b.split(/[-.]/)[1]));
+    const last = names.at(-1);
+    return last ? (await Deno.readTextFile(`${this.dir}/${last}`)).slice(-4000) : "(no log)";
+  }
+
+  /** Every log line of every process of `stage` so far. */
+  async logs(stage: StageName): Promise<string> {
+    let text = "";
+    for await (const entry of Deno.readDir(this.dir)) {
+      if (entry.name.startsWith(`${stage}-`)) {
+        text += await Deno.readTextFile(`${this.dir}/${entry.name}`);
+      }
+    }
+    return text;
+  }
+
+  /** A stage's status through its control service (short timeout: the stage may be dead). */
+  async status(stage: StageName): Promise<StageStatus> {
+    const reply = await this.nc.request(
+      `inspect.${this.config.line}.control.${stage}.status`,
+      undefined,
+      { timeout: 2_000 },
+    );
+    return JSON.parse(new TextDecoder().decode(reply.data)) as StageStatus;
+  }
+
+  /** A control request with the harness's usual timeout. */
+  control<T>(stage: StageName, action: string): Promise<T> {
+    return control<T>(this.nc, this.config.line, stage, action);
+  }
+
+  /** Kills the broker with SIGKILL. */
+  async killBroker(): Promise<void> {
+    await this.#server.kill();
+  }
+
+  /** Starts the broker again on the same port and store. */
+  async restartBroker(): Promise<void> {
+    this.#server = await startNatsServer({ storeDir: `${this.dir}/nats`, port: this.#port });
+  }
+
+  /**
+   * Publishes one image as a camera that wants the broker's acknowledgement: on success the
+   * image is owed a verdict; a failure (broker down, stream full) is counted and not retried.
+   */
+  async publish(imageId: string, payload: Uint8Array): Promise<boolean> {
+    const h = headers();
+    h.set(IMAGE_ID_HEADER, imageId);
+    h.set(CAPTURED_AT_HEADER, new Date().toISOString());
+    this.attempted.push(imageId);
+    try {
+      await this.js.publish(imageSubject(this.config.line), payload, {
+        headers: h,
+        msgID: imageId,
+        timeout: 2_000,
+      });
+      this.acked.push(imageId);
+      return true;
+    } catch {
+      this.refused++;
+      return false;
+    }
+  }
+
+  /** Every verdict stored on the line, in stream order. */
+  async verdicts(): Promise<Verdict[]> {
+    const stored = await readStreamMessages(
+      await this.jsm(),
+      streamNames(this.config.line).verdicts,
+    );
+    return stored.map((message) => parseVerdict(message.data));
+  }
+
+  /** Waits until every acknowledged image has a verdict (throws after `timeoutMs`). */
+  async waitForVerdicts(timeoutMs: number): Promise<Verdict[]> {
+    let verdicts: Verdict[] = [];
+    const owed = new Set(this.acked);
+    await waitUntil(
+      async () => {
+        try {
+          verdicts = await this.verdicts();
+        } catch {
+          return false; // broker restarting
+        }
+        const answered = new Set(verdicts.map((v) => v.imageId));
+        return [...owed].every((id) => answered.has(id));
+      },
+      timeoutMs,
+      `a verdict for each of the ${owed.size} acknowledged images`,
+    ).catch((error) => {
+      const answered = new Set(verdicts.map((v) => v.imageId));
+      const missing = [...owed].filter((id) => !answered.has(id));
+      throw new Error(`${error.message}; missing ${missing.slice(0, 10).join(", ")}`);
+    });
+    return verdicts;
+  }
+
+  /** The history of the line's model pointer (every version published, oldest first). */
+  async versionHistory(): Promise<ModelVersionRecord[]> {
+    const kv = await this.js.views.kv(MODEL_VERSIONS_BUCKET);
+    const out: ModelVersionRecord[] = [];
+    const iterator = await kv.history({ key: modelVersionKey(this.config.line) });
+    for await (const entry of iterator) {
+      if (entry.operation === "PUT") out.push(entry.json<ModelVersionRecord>());
+    }
+    return out;
+  }
+
+  /** The line's model store. */
+  models(): Promise<ModelStore> {
+    return ModelStore.open(this.js, this.config.line);
+  }
+
+  /** Kills every stage process, stops the broker and removes the work directory. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await Promise.all([...this.#processes].map((p) => p.kill9()));
+    await this.#nc?.close().catch(() => undefined);
+    await this.#server.stop();
+    if (!Deno.env.get("KEEP_CRASH_DIR")) {
+      await Deno.remove(this.dir, { recursive: true }).catch(() => undefined);
+    } else {
+      console.log(`crash line kept in ${this.dir}`);
+    }
+  }
+}
+
+/**
+ * Checks the line's promise: every acknowledged image has exactly one verdict, no image has
+ * two, and every verdict answers an image the camera published (one whose acknowledgement was
+ * lost in a broker crash may have been stored: it gets at most one verdict). Returns the
+ * verdict of each image by Image-Id.
+ */
+export function exactlyOncePerImage(
+  acked: readonly string[],
+  attempted: readonly string[],
+  verdicts: readonly Verdict[],
+): Map<string, Verdict> {
+  const owed = new Set(attempted);
+  const byId = new Map<string, Verdict>();
+  const doubled: string[] = [];
+  const unowed: string[] = [];
+  for (const verdict of verdicts) {
+    const id = verdict.imageId ?? `(seq ${verdict.imageSeq})`;
+    if (!owed.has(id)) unowed.push(id);
+    if (byId.has(id)) doubled.push(id);
+    byId.set(id, verdict);
+  }
+  const missing = acked.filter((id) => !byId.has(id));
+  const problems = [
+    missing.length ? `${missing.length} without a verdict (${missing.slice(0, 5)})` : "",
+    doubled.length ? `${doubled.length} with two verdicts (${doubled.slice(0, 5)})` : "",
+    unowed.length
+      ? `${unowed.length} verdicts for images never acknowledged (${unowed.slice(0, 5)})`
+      : "",
+  ].filter((p) => p !== "");
+  if (problems.length > 0) throw new Error(`exactly once broken: ${problems.join("; ")}`);
+  return byId;
+}
