@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Gets what the product and its tests need on a fresh Debian 12 machine with Node 20, as root:
-# Debian packages (nats-server, the Fashion-MNIST data set) and Deno from npm.
+# Debian packages (nats-server, openssl, the Fashion-MNIST data set) and Deno from npm.
 # Safe to run again: it installs only what is missing. Prints the deno binary's path last.
 set -euo pipefail
 DENO_VERSION=2.9.6
@@ -8,6 +8,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 
 missing=()
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
+# The secured-NATS tests make throw-away TLS certificates with openssl.
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [ "${WITH_DATASETS:-1}" = 1 ] && [ ! -d /usr/share/datasets/fashion-mnist ]; then
   missing+=(dataset-fashion-mnist)
 fi

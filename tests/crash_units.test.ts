@@ -237,7 +237,6 @@ Deno.test("run restarts a crashed Worker stage with back-off and logs it", async
   const logs: string[] = [];
   const stage = await superviseStage(
     { stage: "scorer", config, checkpointDir: "unused" },
-    "nats://unused",
     fakeStage,
     (line) => logs.push(line),
     { initialMs: 10, maxMs: 40, resetAfterMs: 60_000 },

@@ -82,7 +82,7 @@ Deno.test("a restarted trainer resumes from its last published version", async (
       const [resumed] = await second.status();
       assert.equal(resumed.modelVersion, last.version);
       // It may already have stepped on the images refilled from the stream.
-      assert.ok(resumed.step >= last.step, `step ${resumed.step} resumes from ${last.step}`);
+      assert.ok((resumed.step ?? 0) >= last.step, `step ${resumed.step} resumes from ${last.step}`);
       assert.equal(resumed.details.refilled, 12, "the buffer is refilled from the stream");
       assert.equal(resumed.warm, true);
       for (const image of images.slice(12)) publishImage(nc, line, image.imageId, image.payload);

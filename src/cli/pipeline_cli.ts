@@ -9,16 +9,22 @@ import { loadPipelineConfig, pipelineConfigPath } from "../pipeline/config.ts";
 import { ensureNatsServer, NATS_INSTALL_HINT } from "../pipeline/nats_server.ts";
 import { DEFAULT_CHECKPOINT_DIR, runPipeline } from "../pipeline/run.ts";
 import type { StageName } from "../stages/stage.ts";
-import { natsUrl, positiveNumber, UsageError } from "../streams/cli_support.ts";
+import { positiveNumber, UsageError } from "../streams/cli_support.ts";
+import {
+  describeNats,
+  NATS_CLI_OPTIONS,
+  NATS_OPTIONS_HELP,
+  type NatsFlagValues,
+  natsTarget,
+} from "../bus/connection.ts";
 
 /** Where a local nats-server keeps its JetStream store. */
 export const LOCAL_NATS_STORE = "data/nats";
 
 /** Options shared by `run` and `stage`, as parsed from the command line. */
-export interface PipelineCliValues {
+export interface PipelineCliValues extends NatsFlagValues {
   line?: string;
   config?: string;
-  server?: string;
   checkpoints?: string;
   progress?: string;
 }
@@ -27,7 +33,7 @@ export interface PipelineCliValues {
 export const PIPELINE_CLI_OPTIONS = {
   line: { type: "string" },
   config: { type: "string" },
-  server: { type: "string" },
+  ...NATS_CLI_OPTIONS,
   checkpoints: { type: "string" },
   progress: { type: "string" },
   help: { type: "boolean", default: false },
@@ -37,9 +43,9 @@ export const PIPELINE_CLI_OPTIONS = {
 export const PIPELINE_OPTIONS_HELP =
   `  --line LINE         serve pipelines/LINE.json (default: demo)
   --config FILE       serve this pipeline file instead
-  --server URL        NATS server (default: $NATS_URL or nats://127.0.0.1:4222); when nothing
-                      listens on a local URL, a nats-server with JetStream is started with its
-                      store in ${LOCAL_NATS_STORE}
+${NATS_OPTIONS_HELP}
+                      When nothing listens on a local URL and no credentials are given, a
+                      nats-server with JetStream is started with its store in ${LOCAL_NATS_STORE}
   --checkpoints DIR   trainer checkpoints go to DIR/LINE (default ${DEFAULT_CHECKPOINT_DIR})
   --progress SECONDS  seconds between progress lines (default 10; 0: none)
   --help              this text`;
@@ -67,9 +73,10 @@ export async function servePipeline(
     : values.progress === "0"
     ? 0
     : positiveNumber("progress", values.progress);
+  const target = natsTarget(values);
   let nats;
   try {
-    nats = await ensureNatsServer(natsUrl(values.server), LOCAL_NATS_STORE);
+    nats = await ensureNatsServer(target, LOCAL_NATS_STORE);
   } catch (error) {
     const message = (error as Error).message;
     console.error(message === NATS_INSTALL_HINT ? `no NATS server answers; ${message}` : message);
@@ -88,6 +95,7 @@ export async function servePipeline(
     const pipeline = await runPipeline({
       config,
       natsUrl: nats.url,
+      natsAuth: nats.child ? undefined : target.auth,
       stages,
       workers,
       checkpointDir: values.checkpoints ?? DEFAULT_CHECKPOINT_DIR,
@@ -95,7 +103,8 @@ export async function servePipeline(
     });
     console.log(
       `line ${config.line}: running ${pipeline.stages.join(", ")} ` +
-        `(${workers ? "one Worker each" : "in this process"}) on ${nats.url}; Ctrl-C stops`,
+        `(${workers ? "one Worker each" : "in this process"}) on ` +
+        `${nats.child ? nats.url : describeNats(target)}; Ctrl-C stops`,
     );
     const stopped = new Promise<"signal">((resolve) =>
       stop.signal.addEventListener("abort", () => resolve("signal"), { once: true })

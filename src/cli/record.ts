@@ -9,7 +9,6 @@ import { assertStreamDirWritable } from "../streams/format.ts";
 import {
   commandLine,
   connectNats,
-  DEFAULT_NATS_URL,
   natsUrl,
   positiveInteger,
   positiveNumber,
@@ -17,11 +16,12 @@ import {
   runCommand,
   UsageError,
 } from "../streams/cli_support.ts";
+import { NATS_CLI_OPTIONS, NATS_OPTIONS_HELP } from "../bus/connection.ts";
 
 /** Help text of `record`. */
 export const RECORD_HELP =
   `usage: main.ts record --out DIR [--subject SUBJECT] [--duration S] [--count N]
-                      [--server URL] [--force]
+                      [--server URL] [connection options] [--force]
 
 Records core-NATS messages (subject, headers, payload, timing) into the stream directory DIR
 (format: fixtures/README.md). Stops after --count messages, after --duration seconds
@@ -33,7 +33,7 @@ options:
   --out DIR          stream directory to create; must be absent or empty
   --duration S       stop after S seconds
   --count N          stop after N messages
-  --server URL       NATS server (default: $NATS_URL or ${DEFAULT_NATS_URL})
+${NATS_OPTIONS_HELP}
   --force            replace an existing stream in DIR
   --help             show this text`;
 
@@ -47,7 +47,7 @@ export function recordCommand(args: string[]): Promise<number> {
         out: { type: "string" },
         duration: { type: "string" },
         count: { type: "string" },
-        server: { type: "string" },
+        ...NATS_CLI_OPTIONS,
         force: { type: "boolean", default: false },
         help: { type: "boolean", default: false },
       },
@@ -69,7 +69,7 @@ export function recordCommand(args: string[]): Promise<number> {
     await assertStreamDirWritable(values.out, values.force);
 
     const url = natsUrl(values.server);
-    const connection = await connectNats(url, "inspect-record");
+    const connection = await connectNats(values, "inspect-record");
     const stop = new AbortController();
     const onSigint = () => stop.abort();
     Deno.addSignalListener("SIGINT", onSigint);

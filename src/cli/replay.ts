@@ -9,18 +9,18 @@ import { readStreamInfo } from "../streams/format.ts";
 import { assertLineName } from "../streams/contract.ts";
 import {
   connectNats,
-  DEFAULT_NATS_URL,
   natsUrl,
   positiveNumber,
   progressReporter,
   runCommand,
   UsageError,
 } from "../streams/cli_support.ts";
+import { NATS_CLI_OPTIONS, NATS_OPTIONS_HELP } from "../bus/connection.ts";
 
 /** Help text of `replay`. */
 export const REPLAY_HELP =
   `usage: main.ts replay DIR [--line LINE] [--speed X | --rate HZ] [--id-suffix=SUFFIX]
-                      [--server URL] [--all-subjects]
+                      [--server URL] [connection options] [--all-subjects]
 
 Publishes the messages of the stream directory DIR (format: fixtures/README.md) with their
 recorded headers and payloads. Ground-truth labels (manifest.ndjson) are never published.
@@ -31,7 +31,7 @@ options:
   --rate HZ        ignore the recorded timing and publish HZ messages per second
   --id-suffix=S    append S to every Image-Id (e.g. --id-suffix=-p2), so replaying a stream
                    again onto a line that has seen it is not rejected as duplicate_image_id
-  --server URL     NATS server (default: $NATS_URL or ${DEFAULT_NATS_URL})
+${NATS_OPTIONS_HELP}
   --all-subjects   also publish recorded non-image subjects (skipped by default, so stale
                    verdicts are never replayed onto a live bus)
   --help           show this text`;
@@ -46,7 +46,7 @@ export function replayCommand(args: string[]): Promise<number> {
         speed: { type: "string" },
         rate: { type: "string" },
         "id-suffix": { type: "string" },
-        server: { type: "string" },
+        ...NATS_CLI_OPTIONS,
         "all-subjects": { type: "boolean", default: false },
         help: { type: "boolean", default: false },
       },
@@ -78,7 +78,7 @@ export function replayCommand(args: string[]): Promise<number> {
     const info = await readStreamInfo(dir); // fails clearly before connecting
 
     const url = natsUrl(values.server);
-    const connection = await connectNats(url, "inspect-replay");
+    const connection = await connectNats(values, "inspect-replay");
     const stop = new AbortController();
     const onSigint = () => stop.abort();
     Deno.addSignalListener("SIGINT", onSigint);

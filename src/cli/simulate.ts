@@ -30,6 +30,7 @@ import {
   runCommand,
   UsageError,
 } from "../streams/cli_support.ts";
+import { NATS_CLI_OPTIONS, NATS_OPTIONS_HELP } from "../bus/connection.ts";
 import { LineIdSchema } from "../config/schema.ts";
 
 /** Default stream directory. */
@@ -38,7 +39,7 @@ export const DEFAULT_SIMULATE_STREAM = "fixtures/synthetic-line";
 /** Help text of `simulate`. */
 export const SIMULATE_HELP =
   `usage: main.ts simulate [--line LINE] [--rate HZ] [--repeat N] [--first-pass K] [--count N]
-                        [--stream DIR] [--server URL] [--allow-no-stream]
+                        [--stream DIR] [--server URL] [connection options] [--allow-no-stream]
 
 Acts as a camera: publishes the images of a fixture stream on inspect.LINE.image with plain
 core NATS, each with its Image-Id and Captured-At set to the time of publication. Labels
@@ -53,7 +54,7 @@ options:
   --first-pass K     number of the first pass (default: the first one the line has not seen)
   --count N          stop after N images
   --stream DIR       fixture stream directory (default ${DEFAULT_SIMULATE_STREAM})
-  --server URL       NATS server (default: $NATS_URL or nats://127.0.0.1:4222)
+${NATS_OPTIONS_HELP}
   --allow-no-stream  publish even when no JetStream stream captures the subject yet (images
                      published before the pipeline starts are then lost)
   --help             this text`;
@@ -166,7 +167,7 @@ export function simulateCommand(args: string[]): Promise<number> {
         "first-pass": { type: "string" },
         count: { type: "string" },
         stream: { type: "string", default: DEFAULT_SIMULATE_STREAM },
-        server: { type: "string" },
+        ...NATS_CLI_OPTIONS,
         "allow-no-stream": { type: "boolean", default: false },
         help: { type: "boolean", default: false },
       },
@@ -186,7 +187,7 @@ export function simulateCommand(args: string[]): Promise<number> {
       : positiveInteger("first-pass", values["first-pass"]);
     const limit = values.count === undefined ? undefined : positiveInteger("count", values.count);
     const url = natsUrl(values.server);
-    const connection = await connectNats(url, `inspect-${values.line}-camera`);
+    const connection = await connectNats(values, `inspect-${values.line}-camera`);
     try {
       const subject = imageSubject(values.line);
       if (!values["allow-no-stream"]) {

@@ -6,15 +6,11 @@
  */
 import { parseArgs } from "node:util";
 import { assertLineName, verdictSubject } from "../bus/subjects.ts";
-import {
-  connectNats,
-  natsUrl,
-  positiveInteger,
-  runCommand,
-  UsageError,
-} from "../streams/cli_support.ts";
+import { connectNats, positiveInteger, runCommand, UsageError } from "../streams/cli_support.ts";
+import { NATS_CLI_OPTIONS, NATS_OPTIONS_HELP } from "../bus/connection.ts";
 
-const HELP = `usage: main.ts verdicts --line LINE [--json] [--count N] [--server URL]
+const HELP =
+  `usage: main.ts verdicts --line LINE [--json] [--count N] [--server URL] [connection options]
 
 Prints the verdicts published on inspect.LINE.verdict as they arrive, until Ctrl-C or N verdicts.
 
@@ -22,7 +18,7 @@ options:
   --line LINE    the line to follow (default demo)
   --json         print each verdict's JSON as published instead of a summary line
   --count N      stop after N verdicts
-  --server URL   NATS server (default: NATS_URL or nats://127.0.0.1:4222)
+${NATS_OPTIONS_HELP}
   --help         this text`;
 
 /** Entry point of `main.ts verdicts`. */
@@ -34,7 +30,7 @@ export function verdictsCommand(args: string[]): Promise<number> {
         line: { type: "string", default: "demo" },
         json: { type: "boolean", default: false },
         count: { type: "string" },
-        server: { type: "string" },
+        ...NATS_CLI_OPTIONS,
         help: { type: "boolean", default: false },
       },
       strict: true,
@@ -49,7 +45,7 @@ export function verdictsCommand(args: string[]): Promise<number> {
       throw new UsageError((error as Error).message);
     }
     const limit = values.count === undefined ? undefined : positiveInteger("--count", values.count);
-    const connection = await connectNats(natsUrl(values.server), "inspect-verdicts");
+    const connection = await connectNats(values, "inspect-verdicts");
     const subscription = connection.subscribe(verdictSubject(values.line), { max: limit });
     const stop = () => subscription.unsubscribe();
     Deno.addSignalListener("SIGINT", stop);

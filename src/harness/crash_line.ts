@@ -7,13 +7,8 @@
  *
  * @module
  */
-import {
-  connect,
-  headers,
-  type JetStreamClient,
-  type JetStreamManager,
-  type NatsConnection,
-} from "nats";
+import { headers, type JetStreamClient, type JetStreamManager, type NatsConnection } from "nats";
+import { connectNats, natsTargetOf } from "../bus/connection.ts";
 import type { PipelineConfig } from "../config/schema.ts";
 import { ModelStore, type ModelVersionRecord } from "../bus/model_store.ts";
 import {
@@ -90,10 +85,9 @@ export class CrashLine implements AsyncDisposable {
     await Deno.writeTextFile(`${dir}/pipeline.json`, JSON.stringify(config, null, 2));
     const server = await startNatsServer({ storeDir: `${dir}/nats` });
     const line = new CrashLine(config, dir, server, options.env ?? {});
-    line.#nc = await connect({
-      servers: server.url,
-      maxReconnectAttempts: -1,
-      reconnectTimeWait: 250,
+    line.#nc = await connectNats(natsTargetOf(server.url), {
+      name: `crash-${config.line}-camera`,
+      reconnect: true,
     });
     return line;
   }

@@ -6,7 +6,8 @@
  *
  * @module
  */
-import { connect, type JetStreamManager, type NatsConnection } from "nats";
+import type { JetStreamManager, NatsConnection } from "nats";
+import { connectNats, natsTargetOf } from "../bus/connection.ts";
 import type { PipelineConfig, PipelineConfigInput } from "../config/schema.ts";
 import { streamNames } from "../bus/subjects.ts";
 import { parseVerdict, type Verdict } from "../bus/verdict.ts";
@@ -90,7 +91,10 @@ export class E2eLine implements AsyncDisposable {
         checkpointDir,
         progressIntervalMs: 0,
       });
-      const nc = await connect({ servers: server.url });
+      const nc = await connectNats(natsTargetOf(server.url), {
+        name: `e2e-${config.line}-client`,
+        reconnect: true,
+      });
       return new E2eLine(config, server, nc, await nc.jetstreamManager(), pipeline, checkpointDir);
     } catch (error) {
       await server.stop();

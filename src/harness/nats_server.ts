@@ -5,17 +5,26 @@
  *
  * @module
  */
-import { type NatsServerHandle, startNatsServer } from "../pipeline/nats_server.ts";
+import {
+  type NatsServerHandle,
+  startNatsServer,
+  type StartNatsServerOptions,
+} from "../pipeline/nats_server.ts";
 
 /** A test server; disposing it stops the server and deletes its store. */
 export interface TestNatsServer extends NatsServerHandle, AsyncDisposable {}
 
-/** Starts a server on a free port with a temporary JetStream store. */
-export async function startTestNatsServer(): Promise<TestNatsServer> {
+/**
+ * Starts a server on a free port with a temporary JetStream store; `options` can add a
+ * configuration file (accounts, users, TLS) and its environment.
+ */
+export async function startTestNatsServer(
+  options: Pick<StartNatsServerOptions, "configFile" | "env"> = {},
+): Promise<TestNatsServer> {
   const storeDir = await Deno.makeTempDir({ prefix: "nats-test-" });
   let server: NatsServerHandle;
   try {
-    server = await startNatsServer({ storeDir });
+    server = await startNatsServer({ storeDir, ...options });
   } catch (error) {
     await Deno.remove(storeDir, { recursive: true });
     throw error;

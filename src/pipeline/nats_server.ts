@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { connect } from "nats";
+import { connectNats, isSecured, NatsConnectError, type NatsTarget } from "../bus/connection.ts";
 
 /** How to get the server where it is missing. */
 export const NATS_INSTALL_HINT =
@@ -38,6 +38,13 @@ export interface StartNatsServerOptions {
   binary?: string;
   /** Longest wait for "Server is ready" (default 15 s). */
   timeoutMs?: number;
+  /**
+   * A server configuration file (`-c`): accounts, users, TLS. The command-line port, address
+   * and store directory still apply.
+   */
+  configFile?: string;
+  /** Extra environment of the server process (variables a configuration file refers to). */
+  env?: Record<string, string>;
 }
 
 /** The nats-server binary on this machine, or null. */
@@ -63,7 +70,11 @@ export async function startNatsServer(options: StartNatsServerOptions): Promise<
   const host = options.host ?? "127.0.0.1";
   const port = options.port && options.port > 0 ? String(options.port) : "-1";
   const child = new Deno.Command(binary, {
-    args: ["-js", "-a", host, "-p", port, "-sd", options.storeDir],
+    args: [
+      ...(options.configFile ? ["-c", options.configFile] : []),
+      ...["-js", "-a", host, "-p", port, "-sd", options.storeDir],
+    ],
+    env: options.env,
     stdin: "null",
     stdout: "null",
     stderr: "piped",
@@ -138,15 +149,23 @@ export async function startNatsServer(options: StartNatsServerOptions): Promise<
   };
 }
 
-/** True when a NATS server answers at `url`. */
-export async function natsAnswers(url: string): Promise<boolean> {
+/** True when a NATS server answers at `url` (an open server, or `target` with its credentials). */
+export async function natsAnswers(target: string | NatsTarget): Promise<boolean> {
   try {
-    const nc = await connect({ servers: url, timeout: 2_000, maxReconnectAttempts: 0 });
+    const nc = await connectNats(asTarget(target), {
+      name: "inspect-probe",
+      reconnect: false,
+      timeoutMs: 2_000,
+    });
     await nc.close();
     return true;
   } catch {
     return false;
   }
+}
+
+function asTarget(target: string | NatsTarget): NatsTarget {
+  return typeof target === "string" ? { url: target, auth: {} } : target;
 }
 
 /** A NATS server to use: the one at `url`, or a local child started for it. */
@@ -158,12 +177,30 @@ export interface AvailableNats {
 }
 
 /**
- * Uses the server at `url` when it answers. Otherwise, for a loopback URL, starts a local
- * `nats-server -js` on that port with its store in `storeDir`; a remote URL that does not
- * answer is an error. Throws {@link NATS_INSTALL_HINT} when the binary is missing.
+ * Uses the server at `target` when it answers. Otherwise, for a loopback URL without
+ * credentials, starts a local `nats-server -js` on that port with its store in `storeDir`;
+ * a remote URL that does not answer, or a server that refuses the credentials or TLS, is an
+ * error (one line, from {@link connectNats}). Throws {@link NATS_INSTALL_HINT} when the
+ * binary is missing.
  */
-export async function ensureNatsServer(url: string, storeDir: string): Promise<AvailableNats> {
-  if (await natsAnswers(url)) return { url, child: null };
+export async function ensureNatsServer(
+  target: string | NatsTarget,
+  storeDir: string,
+): Promise<AvailableNats> {
+  const { url, auth } = asTarget(target);
+  try {
+    const nc = await connectNats({ url, auth }, {
+      name: "inspect-probe",
+      reconnect: false,
+      timeoutMs: 2_000,
+    });
+    await nc.close();
+    return { url, child: null };
+  } catch (error) {
+    // A server that answered and refused us must not be replaced by an open local one.
+    if (!(error instanceof NatsConnectError) || !error.refused) throw error;
+    if (isSecured(auth)) throw error;
+  }
   let parsed: URL;
   try {
     parsed = new URL(url.includes("://") ? url : `nats://${url}`);

@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { connect, type NatsConnection, type Service } from "nats";
+import type { NatsConnection, Service } from "nats";
+import { connectNats, type NatsAuth, natsTargetOf } from "../bus/connection.ts";
 import type { StageSetup } from "./stage_factory.ts";
 import type { PipelineConfig } from "../config/schema.ts";
 import { type StageEndpoints, startControlService } from "../bus/control.ts";
@@ -17,8 +18,10 @@ import { superviseStage } from "./supervise.ts";
 export interface RunPipelineOptions {
   /** The line's configuration. */
   config: PipelineConfig;
-  /** NATS server URL. */
+  /** NATS server URL (`user:pass@` or `token@` in it are used as credentials). */
   natsUrl: string;
+  /** Credentials and TLS files of every connection (held in memory, never logged). */
+  natsAuth?: NatsAuth;
   /** Stages to run (default: all three). */
   stages?: readonly StageName[];
   /**
@@ -63,7 +66,8 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunningP
   const log = options.log ?? ((line: string) => console.log(line));
   const start = options.workers === false
     ? startLocalStage
-    : (setup: StageSetup, url: string) => superviseStage(setup, url, startWorkerStage, log);
+    : (setup: StageSetup, url: string, auth?: NatsAuth) =>
+      superviseStage(setup, () => startWorkerStage(setup, url, auth), log);
 
   const handles = new Map<StageName, StageHandle>();
   let control: { connection: NatsConnection; service: Service } | undefined;
@@ -83,12 +87,11 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunningP
   try {
     // Sequential starts: each stage creates or updates the line's streams idempotently.
     for (const stage of names) {
-      handles.set(stage, await start({ stage, config, checkpointDir }, natsUrl));
+      handles.set(stage, await start({ stage, config, checkpointDir }, natsUrl, options.natsAuth));
     }
-    const connection = await connect({
-      servers: natsUrl,
+    const connection = await connectNats(natsTargetOf(natsUrl, options.natsAuth), {
       name: `inspect-${config.line}-control`,
-      maxReconnectAttempts: -1,
+      reconnect: true,
     });
     const endpoints: Record<string, StageEndpoints> = {};
     for (const [name, handle] of handles) {

@@ -5,7 +5,8 @@
  *
  * @module
  */
-import { connect, type NatsConnection } from "nats";
+import type { NatsConnection } from "nats";
+import { connectNats, type NatsAuth, natsTargetOf } from "../bus/connection.ts";
 import type { PipelineStage, SnapshotReport, StageName, StageStatus } from "../stages/stage.ts";
 import { createStage, stageClientName, type StageSetup } from "./stage_factory.ts";
 
@@ -32,7 +33,7 @@ export type StageMethod = "status" | "pause" | "resume" | "snapshot" | "stop";
 
 /** Messages from host to Worker. */
 export type ToWorker =
-  | { type: "init"; setup: StageSetup; natsUrl: string }
+  | { type: "init"; setup: StageSetup; natsUrl: string; natsAuth?: NatsAuth }
   | { type: "call"; id: number; method: StageMethod };
 
 /** Messages from Worker to host. */
@@ -42,17 +43,19 @@ export type FromWorker =
   | { type: "result"; id: number; ok: true; value: unknown }
   | { type: "result"; id: number; ok: false; error: string };
 
-/** Connects a stage's own NATS client (reconnecting forever once connected). */
-export async function connectStage(setup: StageSetup, natsUrl: string): Promise<NatsConnection> {
-  try {
-    return await connect({
-      servers: natsUrl,
-      name: stageClientName(setup),
-      maxReconnectAttempts: -1,
-    });
-  } catch (error) {
-    throw new Error(`cannot connect to NATS at ${natsUrl}: ${(error as Error).message}`);
-  }
+/**
+ * Connects a stage's own NATS client (reconnecting once connected, until the server refuses
+ * its credentials); a failure is one line naming server, method and reason.
+ */
+export async function connectStage(
+  setup: StageSetup,
+  natsUrl: string,
+  natsAuth?: NatsAuth,
+): Promise<NatsConnection> {
+  return await connectNats(natsTargetOf(natsUrl, natsAuth), {
+    name: stageClientName(setup),
+    reconnect: true,
+  });
 }
 
 /** Calls `method` on a stage, failing clearly when the stage lacks it. */
@@ -66,8 +69,12 @@ export async function callStage(
 }
 
 /** Starts a stage in this thread. */
-export async function startLocalStage(setup: StageSetup, natsUrl: string): Promise<StageHandle> {
-  const connection = await connectStage(setup, natsUrl);
+export async function startLocalStage(
+  setup: StageSetup,
+  natsUrl: string,
+  natsAuth?: NatsAuth,
+): Promise<StageHandle> {
+  const connection = await connectStage(setup, natsUrl, natsAuth);
   const stage = await createStage(setup, connection);
   try {
     await stage.start();
@@ -103,7 +110,11 @@ export async function startLocalStage(setup: StageSetup, natsUrl: string): Promi
 }
 
 /** Starts a stage in a new Worker; resolves once it has started. */
-export async function startWorkerStage(setup: StageSetup, natsUrl: string): Promise<StageHandle> {
+export async function startWorkerStage(
+  setup: StageSetup,
+  natsUrl: string,
+  natsAuth?: NatsAuth,
+): Promise<StageHandle> {
   const worker = new Worker(new URL("./stage_worker.ts", import.meta.url).href, {
     type: "module",
     name: `${setup.config.line}/${setup.stage}`,
@@ -153,7 +164,7 @@ export async function startWorkerStage(setup: StageSetup, natsUrl: string): Prom
       calls.set(id, { resolve, reject });
       worker.postMessage({ type: "call", id, method } satisfies ToWorker);
     });
-  worker.postMessage({ type: "init", setup, natsUrl } satisfies ToWorker);
+  worker.postMessage({ type: "init", setup, natsUrl, natsAuth } satisfies ToWorker);
   try {
     await ready;
   } catch (error) {

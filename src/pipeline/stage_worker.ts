@@ -24,7 +24,7 @@ function text(error: unknown): string {
 
 async function init(message: Extract<ToWorker, { type: "init" }>): Promise<void> {
   try {
-    connection = await connectStage(message.setup, message.natsUrl);
+    connection = await connectStage(message.setup, message.natsUrl, message.natsAuth);
     stage = await createStage(message.setup, connection);
     await stage.start();
     connection.closed().then((error) => {

@@ -34,18 +34,17 @@ export interface SupervisedStage extends StageHandle {
 }
 
 /**
- * Starts a stage with `start` and restarts it whenever it fails, until stopped. Its `failure`
+ * Starts the stage of `setup` with `start` and starts it again whenever it fails, until stopped. Its `failure`
  * never rejects: crashes are handled here and reported through `log`.
  */
 export async function superviseStage(
   setup: StageSetup,
-  natsUrl: string,
-  start: (setup: StageSetup, natsUrl: string) => Promise<StageHandle>,
+  start: () => Promise<StageHandle>,
   log: (line: string) => void,
   backoff: RestartBackoff = DEFAULT_RESTART_BACKOFF,
 ): Promise<SupervisedStage> {
   const name = `${setup.config.line}/${setup.stage}`;
-  let current = await start(setup, natsUrl);
+  let current = await start();
   let startedAt = Date.now();
   let stopping = false;
   let restarts = 0;
@@ -72,7 +71,7 @@ export async function superviseStage(
         delayMs = Math.min(backoff.maxMs, delayMs * 2);
         if (stopping) return;
         try {
-          current = await start(setup, natsUrl);
+          current = await start();
           startedAt = Date.now();
           restarts++;
           log(`${name} restarted (restart ${restarts})`);

@@ -4,25 +4,27 @@
  *
  * @module
  */
-import { connect, type NatsConnection } from "nats";
+import type { NatsConnection } from "nats";
+import {
+  connectNats as connectNatsTarget,
+  type NatsFlagValues,
+  NatsSettingsError,
+  natsTarget,
+} from "../bus/connection.ts";
 
-/** Server used when neither `--server` nor `NATS_URL` is given. */
-export const DEFAULT_NATS_URL = "nats://127.0.0.1:4222";
+export { DEFAULT_NATS_URL } from "../bus/connection.ts";
 
-/** `--server`, else the `NATS_URL` environment variable, else {@link DEFAULT_NATS_URL}. */
+/** `--server`, else the `NATS_URL` environment variable, else the default (credentials removed). */
 export function natsUrl(flag: string | undefined): string {
-  return flag ?? Deno.env.get("NATS_URL") ?? DEFAULT_NATS_URL;
+  return natsTarget({ server: flag }).url;
 }
 
-/** Connects to `url`, turning failures into one readable error. */
-export async function connectNats(url: string, name: string): Promise<NatsConnection> {
-  try {
-    return await connect({ servers: url, name, maxReconnectAttempts: 0 });
-  } catch (error) {
-    throw new Error(
-      `cannot connect to NATS at ${url}: ${error instanceof Error ? error.message : error}`,
-    );
-  }
+/**
+ * Connects a one-shot command (no reconnect) with the connection flags (`--server`,
+ * `--creds`, `--user`, ...) or their environment variables; failures are one clear line.
+ */
+export async function connectNats(flags: NatsFlagValues, name: string): Promise<NatsConnection> {
+  return await connectNatsTarget(natsTarget(flags), { name, reconnect: false });
 }
 
 /** A usage error: the command prints it with its help hint and exits with status 2. */
@@ -93,7 +95,10 @@ export async function runCommand(name: string, body: () => Promise<number>): Pro
     return await body();
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    if (error instanceof UsageError || error instanceof TypeError && isParseArgsError(error)) {
+    if (
+      error instanceof UsageError || error instanceof NatsSettingsError ||
+      error instanceof TypeError && isParseArgsError(error)
+    ) {
       console.error(`${name}: ${message} (see ${name} --help)`);
       return 2;
     }
