@@ -87,6 +87,7 @@ export function benchCommand(): string {
     "accuracy.ts": "bench:accuracy",
     "accuracy_seeds.ts": "bench:accuracy:seeds",
     "stream.ts": "bench:stream",
+    "chaos.ts": "bench:chaos",
     "speed.ts": "bench:speed",
   }[file];
   const base = task ? `deno task ${task}` : `deno run -A bench/${file}`;

@@ -318,10 +318,44 @@ export class CrashLine implements AsyncDisposable {
   }
 }
 
+/** How a line kept its promise, counted. */
+export interface DeliveryCount {
+  /** Acknowledged images without a verdict. */
+  lost: string[];
+  /** Images with more than one verdict (one entry per extra verdict). */
+  duplicated: string[];
+  /** Verdicts of Image-Ids the camera never published. */
+  unexpected: string[];
+  /** The (first) verdict of each image by Image-Id. */
+  byId: Map<string, Verdict>;
+}
+
 /**
- * Checks the line's promise: every acknowledged image has exactly one verdict, no image has
- * two, and every verdict answers an image the camera published (one whose acknowledgement was
- * lost in a broker crash may have been stored: it gets at most one verdict). Returns the
+ * Counts lost, duplicated and unexpected verdicts: every acknowledged image is owed exactly
+ * one; an image whose acknowledgement was lost in a broker crash may have been stored and gets
+ * at most one.
+ */
+export function countDelivery(
+  acked: readonly string[],
+  attempted: readonly string[],
+  verdicts: readonly Verdict[],
+): DeliveryCount {
+  const published = new Set(attempted);
+  const byId = new Map<string, Verdict>();
+  const duplicated: string[] = [];
+  const unexpected: string[] = [];
+  for (const verdict of verdicts) {
+    const id = verdict.imageId ?? `(seq ${verdict.imageSeq})`;
+    if (!published.has(id)) unexpected.push(id);
+    if (byId.has(id)) duplicated.push(id);
+    else byId.set(id, verdict);
+  }
+  const lost = acked.filter((id) => !byId.has(id));
+  return { lost, duplicated, unexpected, byId };
+}
+
+/**
+ * Checks the line's promise (see {@link countDelivery}); throws naming what broke. Returns the
  * verdict of each image by Image-Id.
  */
 export function exactlyOncePerImage(
@@ -329,22 +363,12 @@ export function exactlyOncePerImage(
   attempted: readonly string[],
   verdicts: readonly Verdict[],
 ): Map<string, Verdict> {
-  const owed = new Set(attempted);
-  const byId = new Map<string, Verdict>();
-  const doubled: string[] = [];
-  const unowed: string[] = [];
-  for (const verdict of verdicts) {
-    const id = verdict.imageId ?? `(seq ${verdict.imageSeq})`;
-    if (!owed.has(id)) unowed.push(id);
-    if (byId.has(id)) doubled.push(id);
-    byId.set(id, verdict);
-  }
-  const missing = acked.filter((id) => !byId.has(id));
+  const { lost, duplicated, unexpected, byId } = countDelivery(acked, attempted, verdicts);
   const problems = [
-    missing.length ? `${missing.length} without a verdict (${missing.slice(0, 5)})` : "",
-    doubled.length ? `${doubled.length} with two verdicts (${doubled.slice(0, 5)})` : "",
-    unowed.length
-      ? `${unowed.length} verdicts for images never acknowledged (${unowed.slice(0, 5)})`
+    lost.length ? `${lost.length} without a verdict (${lost.slice(0, 5)})` : "",
+    duplicated.length ? `${duplicated.length} extra verdicts (${duplicated.slice(0, 5)})` : "",
+    unexpected.length
+      ? `${unexpected.length} verdicts for images never published (${unexpected.slice(0, 5)})`
       : "",
   ].filter((p) => p !== "");
   if (problems.length > 0) throw new Error(`exactly once broken: ${problems.join("; ")}`);
