@@ -415,7 +415,13 @@ export function connectError(target: NatsTarget, error: unknown): NatsConnectErr
       tlsCertFile ? `client certificate ${tlsCertFile}` : "no client certificate",
     ];
     reason = `TLS failed ("${said}"; ${files.join("; ")})`;
-  } else if (code === "TIMEOUT") reason = "no answer in time (timeout)";
-  else reason = said;
+  } else if (code === "TIMEOUT") {
+    reason = "no answer in time (timeout)";
+    const { tlsCaFile, tlsCertFile } = target.auth;
+    if ((tlsCaFile || target.url.includes("tls://")) && !tlsCertFile) {
+      reason += "; over TLS without a client certificate: does the server require one " +
+        "(--tlscert/--tlskey)?";
+    }
+  } else reason = said;
   return new NatsConnectError(`${where}: ${reason}`, said, refused);
 }

@@ -24,6 +24,8 @@ export interface NatsServerHandle {
   stop(): Promise<void>;
   /** Kills the server with SIGKILL (a crash: no clean shutdown) and waits for it to exit. */
   kill(): Promise<void>;
+  /** Authorization and permission errors the server logged so far (for security tests). */
+  readonly violations: readonly string[];
 }
 
 /** Options of {@link startNatsServer}. */
@@ -80,6 +82,7 @@ export async function startNatsServer(options: StartNatsServerOptions): Promise<
     stderr: "piped",
   }).spawn();
   const recent: string[] = [];
+  const violations: string[] = [];
   let resolveReady!: (port: number) => void;
   let rejectReady!: (error: Error) => void;
   const ready = new Promise<number>((resolve, reject) => {
@@ -98,6 +101,7 @@ export async function startNatsServer(options: StartNatsServerOptions): Promise<
       for (const line of lines) {
         recent.push(line);
         if (recent.length > 40) recent.shift();
+        if (/Violation/.test(line) && violations.length < 1000) violations.push(line);
         const match = line.match(/Listening for client connections on .*:(\d+)\s*$/);
         if (match) listening = Number(match[1]);
         if (/Server is ready/.test(line) && listening !== undefined) resolveReady(listening);
@@ -144,6 +148,7 @@ export async function startNatsServer(options: StartNatsServerOptions): Promise<
     url: `nats://${host}:${listeningPort}`,
     port: listeningPort,
     storeDir: options.storeDir,
+    violations,
     stop: () => end("SIGTERM"),
     kill: () => end("SIGKILL"),
   };
