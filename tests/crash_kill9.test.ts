@@ -101,6 +101,7 @@ Deno.test({
     assert.ok(settled.length >= verdicts.length);
     const byId = exactlyOncePerImage(line.acked, line.attempted, settled);
     assert.ok(line.acked.length >= 100, `acked ${line.acked.length} of ${cam.sent}`);
+    assert.ok(settled.every((v) => v.status !== "rejected"), "crashes reject no image");
     assert.ok(
       [...byId.values()].some((v) => v.status === "scored"),
       "the restarted line scores with a model",
@@ -158,5 +159,40 @@ Deno.test({
     const scorer = await line.status("scorer") as StageStatus;
     assert.equal(scorer.details.processingFailed, 1);
     assert.ok(Number(scorer.details.ackWaitMs) >= 4 * 1_500, "ack_wait follows the slow batches");
+  },
+});
+
+Deno.test({
+  name:
+    "a 3-node JetStream cluster with replicas 3: kill -9 of one node mid-stream, every acked image gets exactly one verdict",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const config = tinyPipelineConfig("cluster", {
+      streams: { replicas: 3, duplicateWindowSeconds: 2 },
+      delivery: { minAckWaitSeconds: 3, ackWaitPerStep: 4 },
+    });
+    await using line = await CrashLine.start(config, { nodes: 3 });
+    const jsm = await line.jsm();
+    const images = await syntheticImages(90);
+    await line.startStage("ingest");
+    await line.startStage("scorer");
+    const stored = await jsm.streams.info("INSPECT_cluster_IMAGES");
+    assert.equal(stored.config.num_replicas, 3, "streams are replicated");
+    assert.equal(stored.cluster?.replicas?.length, 2, "two followers besides the leader");
+    const cam = camera(line, images);
+    await cam.reach(30);
+    await line.killBroker(1);
+    await cam.reach(60);
+    await line.restartBroker(1);
+    await cam.finish();
+    await line.waitForVerdicts(SETTLE_MS);
+    await new Promise((resolve) => setTimeout(resolve, 4_000));
+    const verdicts = await line.verdicts();
+    exactlyOncePerImage(line.acked, line.attempted, verdicts);
+    assert.ok(line.acked.length >= 60, `acked ${line.acked.length} of ${cam.sent}`);
+    assert.ok(verdicts.every((v) => v.status !== "rejected"), "the node's loss rejects nothing");
+    const bucket = await jsm.streams.info("KV_inspect-image-ids-cluster");
+    assert.equal(bucket.config.num_replicas, 3, "the Image-Id ledger is replicated");
   },
 });

@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { type JetStreamManager, type JsMsg, nanos } from "nats";
+import { type JetStreamManager, type JsMsg, nanos, NatsError } from "nats";
 import type { DeliveryConfig } from "../config/schema.ts";
 
 /** Longest delay before a failed message is tried again. */
@@ -18,6 +18,15 @@ export const MAX_RETRY_DELAY_MS = 30_000;
 /** Delay before attempt `deliveryCount + 1`: 1 s, 2 s, 4 s, ... up to 30 s. */
 export function retryDelayMs(deliveryCount: number): number {
   return Math.min(MAX_RETRY_DELAY_MS, 1_000 * 2 ** Math.max(0, deliveryCount - 1));
+}
+
+/**
+ * True for NATS trouble (no responders while a cluster elects a leader, timeouts, a closed
+ * connection): the broker's fault, never the message's, so it must not use up deliveries that
+ * end in a `processing_failed` verdict.
+ */
+export function isTransient(error: unknown): boolean {
+  return error instanceof NatsError;
 }
 
 /** True when JetStream will not deliver `message` again after this attempt. */

@@ -42,6 +42,7 @@ export async function openImageIdBucket(
   return await js.views.kv(imageIdBucket(line), {
     history: 1,
     ttl: limits.maxAgeSeconds * 1000,
+    replicas: limits.replicas,
     description: `Image-Ids seen on line ${line}`,
   });
 }

@@ -45,14 +45,19 @@ export class ModelStore {
     this.#objects = objects;
   }
 
-  /** Opens (creating if needed) the version KV bucket and the line's object store. */
-  static async open(js: JetStreamClient, line: string): Promise<ModelStore> {
+  /**
+   * Opens (creating if needed) the version KV bucket and the line's object store, with
+   * `replicas` copies when they are created (`streams.replicas`).
+   */
+  static async open(js: JetStreamClient, line: string, replicas = 1): Promise<ModelStore> {
     const kv = await js.views.kv(MODEL_VERSIONS_BUCKET, {
       history: 5,
       description: "current model version per line",
+      replicas,
     });
     const objects = await js.views.os(modelObjectBucket(line), {
       description: `model versions of line ${line}`,
+      replicas,
     });
     return new ModelStore(line, kv, objects);
   }

@@ -48,7 +48,7 @@ export function lineStreamConfigs(line: string, limits: StreamLimits): StreamCon
     max_bytes: limits.maxBytes,
     max_msgs: limits.maxMsgs,
     duplicate_window: nanos(limits.duplicateWindowSeconds * 1000),
-    num_replicas: 1,
+    num_replicas: limits.replicas,
   };
   const stream = (name: string, subject: string, description: string) =>
     ({ ...common, name, subjects: [subject], description }) as StreamConfig;
@@ -105,6 +105,7 @@ const LIMIT_FIELDS = [
   "max_msgs",
   "duplicate_window",
   "discard",
+  "num_replicas",
 ] as const satisfies readonly (keyof StreamConfig)[];
 
 async function streamConfig(jsm: JetStreamManager, name: string): Promise<StreamConfig | null> {

@@ -261,6 +261,11 @@ export const StreamLimitsSchema = z.object({
   maxMsgs: z.number().int().positive().default(1_000_000),
   /** Window in which JetStream drops a re-published message with the same `Nats-Msg-Id`. */
   duplicateWindowSeconds: z.number().positive().default(120),
+  /**
+   * Copies of every stream, KV bucket and object store of the line: 1 on a single server, 3
+   * on a JetStream cluster (survives the loss of one node). At most the cluster's size.
+   */
+  replicas: z.number().int().min(1).max(5).default(1),
 }).strict();
 /** Stream retention configuration. */
 export type StreamLimits = z.infer<typeof StreamLimitsSchema>;

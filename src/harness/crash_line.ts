@@ -1,8 +1,8 @@
 /**
  * Crash harness (the crash tests and `bench:chaos`): a line whose stages run as separate OS
- * processes (`main.ts stage …`) against a private `nats-server` with a file store, so that any
- * of them, the broker included, can be killed with SIGKILL and started again on the same
- * store and port. A camera publishes with JetStream acknowledgements and remembers which
+ * processes (`main.ts stage …`) against a private `nats-server` with a file store (or a
+ * JetStream cluster of several on loopback), so that any of them, a broker node included, can
+ * be killed with SIGKILL and started again on the same store and port. A camera publishes with JetStream acknowledgements and remembers which
  * images the broker acknowledged: those are the images the line owes exactly one verdict.
  *
  * @module
@@ -45,6 +45,52 @@ export interface StageProcess {
 export interface CrashLineOptions {
   /** Extra environment of every stage process (e.g. test-only fault injection). */
   env?: Record<string, string>;
+  /** Broker nodes: 1 (default) is one server; 3 is a JetStream cluster on loopback. */
+  nodes?: number;
+}
+
+/** One broker node: how to start it again on the same port and store. */
+interface BrokerNode {
+  handle: NatsServerHandle;
+  port: number;
+  storeDir: string;
+  args: string[];
+}
+
+/** A port nothing listens on now (the OS picks it; closed again at once). */
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/** Starts `count` nodes: one plain server, or a JetStream cluster named `inspect`. */
+async function startBroker(dir: string, count: number): Promise<BrokerNode[]> {
+  if (count === 1) {
+    const handle = await startNatsServer({ storeDir: `${dir}/nats` });
+    return [{ handle, port: handle.port, storeDir: `${dir}/nats`, args: [] }];
+  }
+  const clients = Array.from({ length: count }, freePort);
+  const routes = Array.from({ length: count }, freePort);
+  const specs = clients.map((port, i) => ({
+    port,
+    storeDir: `${dir}/nats-${i + 1}`,
+    args: [
+      "--name",
+      `n${i + 1}`,
+      "--cluster_name",
+      "inspect",
+      "--cluster",
+      `nats://127.0.0.1:${routes[i]}`,
+      "--routes",
+      routes.filter((_, j) => j !== i).map((p) => `nats://127.0.0.1:${p}`).join(","),
+    ],
+  }));
+  return await Promise.all(specs.map(async (spec) => ({
+    ...spec,
+    handle: await startNatsServer({ storeDir: spec.storeDir, port: spec.port, args: spec.args }),
+  })));
 }
 
 /** A line of stage processes on a restartable broker. */
@@ -59,8 +105,7 @@ export class CrashLine implements AsyncDisposable {
   readonly attempted: string[] = [];
   /** Camera publications that failed (broker down): the camera knows, nothing is owed. */
   refused = 0;
-  #server: NatsServerHandle;
-  #port: number;
+  readonly #nodes: BrokerNode[];
   #nc?: NatsConnection;
   readonly #env: Record<string, string>;
   readonly #processes = new Set<StageProcess>();
@@ -69,13 +114,12 @@ export class CrashLine implements AsyncDisposable {
   private constructor(
     config: PipelineConfig,
     dir: string,
-    server: NatsServerHandle,
+    nodes: BrokerNode[],
     env: Record<string, string>,
   ) {
     this.config = config;
     this.dir = dir;
-    this.#server = server;
-    this.#port = server.port;
+    this.#nodes = nodes;
     this.#env = env;
   }
 
@@ -83,18 +127,25 @@ export class CrashLine implements AsyncDisposable {
   static async start(config: PipelineConfig, options: CrashLineOptions = {}): Promise<CrashLine> {
     const dir = await Deno.makeTempDir({ prefix: "crash-line-" });
     await Deno.writeTextFile(`${dir}/pipeline.json`, JSON.stringify(config, null, 2));
-    const server = await startNatsServer({ storeDir: `${dir}/nats` });
-    const line = new CrashLine(config, dir, server, options.env ?? {});
-    line.#nc = await connectNats(natsTargetOf(server.url), {
+    const nodes = await startBroker(dir, options.nodes ?? 1);
+    const line = new CrashLine(config, dir, nodes, options.env ?? {});
+    line.#nc = await connectNats(natsTargetOf(line.url), {
       name: `crash-${config.line}-camera`,
       reconnect: true,
     });
+    // A cluster answers JetStream requests once it has elected a meta leader.
+    await waitUntil(
+      async () =>
+        await line.jsm().then((jsm) => jsm.getAccountInfo()).then(() => true, () => false),
+      60_000,
+      "JetStream to answer",
+    );
     return line;
   }
 
-  /** Broker URL (the same across restarts). */
+  /** Broker URL: every node, comma-separated (the same across restarts). */
   get url(): string {
-    return this.#server.url;
+    return this.#nodes.map((node) => `nats://127.0.0.1:${node.port}`).join(",");
   }
 
   /** The test's own connection (reconnects across broker restarts). */
@@ -223,14 +274,15 @@ export class CrashLine implements AsyncDisposable {
     return control<T>(this.nc, this.config.line, stage, action);
   }
 
-  /** Kills the broker with SIGKILL. */
-  async killBroker(): Promise<void> {
-    await this.#server.kill();
+  /** Kills a broker node (the only one by default) with SIGKILL. */
+  async killBroker(node = 0): Promise<void> {
+    await this.#nodes[node].handle.kill();
   }
 
-  /** Starts the broker again on the same port and store. */
-  async restartBroker(): Promise<void> {
-    this.#server = await startNatsServer({ storeDir: `${this.dir}/nats`, port: this.#port });
+  /** Starts a broker node again on the same port, store and cluster routes. */
+  async restartBroker(node = 0): Promise<void> {
+    const { port, storeDir, args } = this.#nodes[node];
+    this.#nodes[node].handle = await startNatsServer({ storeDir, port, args });
   }
 
   /**
@@ -302,14 +354,14 @@ export class CrashLine implements AsyncDisposable {
 
   /** The line's model store. */
   models(): Promise<ModelStore> {
-    return ModelStore.open(this.js, this.config.line);
+    return ModelStore.open(this.js, this.config.line, this.config.streams.replicas);
   }
 
   /** Kills every stage process, stops the broker and removes the work directory. */
   async [Symbol.asyncDispose](): Promise<void> {
     await Promise.all([...this.#processes].map((p) => p.kill9()));
     await this.#nc?.close().catch(() => undefined);
-    await this.#server.stop();
+    await Promise.all(this.#nodes.map((node) => node.handle.stop()));
     if (!Deno.env.get("KEEP_CRASH_DIR")) {
       await Deno.remove(this.dir, { recursive: true }).catch(() => undefined);
     } else {

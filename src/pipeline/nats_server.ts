@@ -47,6 +47,8 @@ export interface StartNatsServerOptions {
   configFile?: string;
   /** Extra environment of the server process (variables a configuration file refers to). */
   env?: Record<string, string>;
+  /** Extra command-line arguments (e.g. `--cluster …` for a JetStream cluster node). */
+  args?: string[];
 }
 
 /** The nats-server binary on this machine, or null. */
@@ -75,6 +77,7 @@ export async function startNatsServer(options: StartNatsServerOptions): Promise<
     args: [
       ...(options.configFile ? ["-c", options.configFile] : []),
       ...["-js", "-a", host, "-p", port, "-sd", options.storeDir],
+      ...(options.args ?? []),
     ],
     env: options.env,
     stdin: "null",

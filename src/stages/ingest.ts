@@ -26,7 +26,7 @@ import type { PipelineConfig } from "../config/schema.ts";
 import { decodeImage, ImageRejectedError } from "../image/decode.ts";
 import { assertDecodedImageFits, encodeDecodedImage } from "../bus/decoded_image.ts";
 import { BacklogAlarm } from "../bus/backlog_alarm.ts";
-import { isLastDelivery, retryDelayMs } from "../bus/delivery.ts";
+import { isLastDelivery, isTransient, retryDelayMs } from "../bus/delivery.ts";
 import { VerdictLedger } from "../bus/verdict_ledger.ts";
 import { ImageIdRegistry, MAX_IMAGE_ID_BYTES } from "../bus/image_ids.ts";
 import { consumerBacklog, ensureDurableConsumer, ensureLineStreams } from "../bus/streams.ts";
@@ -126,11 +126,31 @@ export class IngestStage implements PipelineStage {
         this.#retried++;
         if (isLastDelivery(message, this.#config.delivery.maxDeliver)) {
           this.#log.warn(`image seq ${message.seq}: ${errorText(error)} on its last delivery`);
-          await this.#failForGood(message, errorText(error));
+          if (isTransient(error)) await this.#retryInProcess(message);
+          else await this.#failForGood(message, errorText(error));
         } else {
           this.#log.warn(`image seq ${message.seq}: ${errorText(error)}; retrying`);
           message.nak(retryDelayMs(message.info.deliveryCount));
         }
+      }
+    }
+  }
+
+  /**
+   * Handles a message on its last delivery that failed for NATS trouble, again and again in
+   * this process (with progress acks) until it succeeds: the broker's fault costs no verdict.
+   */
+  async #retryInProcess(message: JsMsg): Promise<void> {
+    while (!this.#stopping) {
+      message.working();
+      await new Promise((resolve) => setTimeout(resolve, LAST_ATTEMPT_RETRY_MS));
+      try {
+        await this.#handle(message);
+        message.ack();
+        return;
+      } catch (error) {
+        if (!isTransient(error)) return await this.#failForGood(message, errorText(error));
+        this.#log.warn(`image seq ${message.seq}: ${errorText(error)}; retrying in process`);
       }
     }
   }

@@ -127,7 +127,7 @@ export class ScorerStage implements PipelineStage {
       SCORER_CONSUMER,
       this.#config.delivery,
     );
-    this.#models = await ModelStore.open(this.#js, line);
+    this.#models = await ModelStore.open(this.#js, line, streams.replicas);
     this.#ledger = await VerdictLedger.open(this.#js, line, streams);
     // Load the current version before the first batch, so a restart does not answer
     // `warming_up` for a line whose model exists.
@@ -395,7 +395,13 @@ export class ScorerStage implements PipelineStage {
     } catch (error) {
       this.#retried++;
       this.#log.warn(`verdict of decoded seq ${message.seq} not stored: ${errorText(error)}`);
-      this.#settle(message, "nak");
+      if (!isLastDelivery(message, this.#config.delivery.maxDeliver) || this.#stopping) {
+        this.#settle(message, "nak");
+        return;
+      }
+      // JetStream will not deliver it again: keep trying here (it stays progress-acked).
+      await new Promise((resolve) => setTimeout(resolve, retryDelayMs(1)));
+      await this.#store(message, verdict);
     }
   }
 

@@ -114,7 +114,7 @@ export class TrainerStage implements PipelineStage {
     this.#js = this.#nc.jetstream();
     await ensureLineStreams(this.#jsm, line, streams, { warn: (m) => this.#log.warn(m) });
     const stream = await ensureDurableConsumer(this.#jsm, line, TRAINER_CONSUMER);
-    this.#models = await ModelStore.open(this.#js, line);
+    this.#models = await ModelStore.open(this.#js, line, streams.replicas);
     this.#detector = await this.#resumeOrCreate(await this.#models.current());
     this.#refilled = await recentDecodedImages(
       this.#js,
