@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Gets what the product and its tests need on a fresh Debian 12 machine with Node 20, as root:
-# Debian packages (nats-server, openssl, the Fashion-MNIST data set) and Deno from npm.
+# Debian packages (nats-server, openssl, chromium, the Fashion-MNIST data set) and Deno from npm.
 # Safe to run again: it installs only what is missing. Prints the deno binary's path last.
 set -euo pipefail
 DENO_VERSION=2.9.6
@@ -10,6 +10,8 @@ missing=()
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
 # The secured-NATS tests make throw-away TLS certificates with openssl.
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# Debian's Chromium: the dashboard test drives it headless (puppeteer-core downloads no browser).
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ "${WITH_DATASETS:-1}" = 1 ] && [ ! -d /usr/share/datasets/fashion-mnist ]; then
   missing+=(dataset-fashion-mnist)
 fi

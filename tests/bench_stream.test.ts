@@ -1,6 +1,6 @@
 import { strict as assert } from "node:assert";
 import type { TrainingEvent } from "../src/bus/training_event.ts";
-import type { Verdict } from "../src/bus/verdict.ts";
+import { NO_LOCALISATION, type Verdict } from "../src/bus/verdict.ts";
 import { HygieneSchema, TrainingSchema } from "../src/config/schema.ts";
 import { DEFAULT_ACCURACY_CONFIG } from "../bench/accuracy.ts";
 import { ACCURACY_VARIANTS } from "../bench/accuracy_variants.ts";
@@ -171,6 +171,7 @@ function scored(imageId: string, score: number, modelVersion = 1): Verdict {
     aeScore: score,
     threshold: 1,
     modelVersion,
+    ...NO_LOCALISATION,
   };
 }
 

@@ -230,6 +230,7 @@ Deno.test("run restarts a crashed Worker stage with back-off and logs it", async
       pause: () => Promise.resolve(status),
       resume: () => Promise.resolve(status),
       snapshot: () => Promise.reject(new Error("no")),
+      metrics: () => Promise.resolve(null),
       stop: () => Promise.resolve(),
       failure,
     });

@@ -111,3 +111,32 @@ Deno.test("a damaged checkpoint is refused with a clear error", async () => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("scoreWithMaps: same scores as score, the anomalyMaps map, no leaked tensors", async () => {
+  await initBackend("wasm");
+  const detector = await Detector.create(model, TrainingSchema.parse({ method: "baseline" }));
+  try {
+    const images = partImages(8, 4);
+    trainOffline(detector, images, { steps: 2, seed: 1 });
+    const batch = toBatch(images.slice(0, 4), SIZE);
+    const plain = detector.score(batch);
+    const before = tf.memory().numTensors;
+    const mapped = detector.scoreWithMaps(batch);
+    assert.equal(tf.memory().numTensors, before);
+    const maps = detector.anomalyMaps(batch);
+    const expected = maps.arraySync().map((rows) => rows.flat());
+    tf.dispose([batch, maps]);
+    mapped.forEach((report, i) => {
+      assert.deepEqual(
+        { score: report.score, stScore: report.stScore, aeScore: report.aeScore },
+        plain[i],
+      );
+      assert.equal(report.map.length, SIZE * SIZE);
+      assert.deepEqual(Array.from(report.map), expected[i].map((v) => Math.fround(v)));
+      // Bilinear resizing never exceeds the unresized map's maximum, the image score.
+      assert.ok(Math.max(...report.map) <= report.score + 1e-6);
+    });
+  } finally {
+    detector.dispose();
+  }
+});

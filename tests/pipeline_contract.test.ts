@@ -92,6 +92,7 @@ Deno.test("subjects and stream names of a line", () => {
     "INSPECT_line-1_DECODED",
     "INSPECT_line-1_VERDICTS",
     "INSPECT_line-1_TRAINING",
+    "INSPECT_line-1_HEATMAPS",
   ]);
   assert.throws(() => verdictSubject("a.b"), /invalid line name/);
   // Any Image-Id maps to a valid KV key, distinct ids to distinct keys.

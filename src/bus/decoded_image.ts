@@ -11,6 +11,7 @@ import {
   IMAGE_ID_HEADER,
   IMAGE_SEQ_HEADER,
   IMAGE_SHAPE_HEADER,
+  ORIGINAL_SIZE_HEADER,
   RECEIVED_AT_HEADER,
 } from "./subjects.ts";
 
@@ -30,6 +31,13 @@ export interface DecodedImageMessage extends ImageIdentity {
   size: number;
   /** `size × size × 3` RGB values in [0, 1]. */
   pixels: Float32Array;
+  /**
+   * The image's size as the camera sent it, before ingest stretched it to `size × size`; null
+   * when the producer did not say (an ingest older than the header).
+   */
+  original: { width: number; height: number } | null;
+  /** When ingest received the image (null when the header is absent or invalid). */
+  receivedAt?: Date | null;
 }
 
 /** Encodes pixels in [0, 1] as bytes (exact for decoder output, which is `byte / 255`). */
@@ -65,6 +73,9 @@ export function encodeDecodedImage(
   if (image.capturedAt) h.set(CAPTURED_AT_HEADER, image.capturedAt);
   h.set(IMAGE_SHAPE_HEADER, `${image.size}x${image.size}x3`);
   h.set(RECEIVED_AT_HEADER, receivedAt.toISOString());
+  if (image.original) {
+    h.set(ORIGINAL_SIZE_HEADER, `${image.original.width}x${image.original.height}`);
+  }
   return { payload: pixelsToBytes(image.pixels), headers: h };
 }
 
@@ -101,7 +112,24 @@ export function decodeDecodedImage(
       identity,
     );
   }
-  return { ...identity, size, pixels: bytesToPixels(payload) };
+  const receivedAt = new Date(hdrs?.get(RECEIVED_AT_HEADER) ?? NaN);
+  return {
+    ...identity,
+    size,
+    pixels: bytesToPixels(payload),
+    original: parseOriginalSize(hdrs?.get(ORIGINAL_SIZE_HEADER)),
+    receivedAt: Number.isNaN(receivedAt.getTime()) ? null : receivedAt,
+  };
+}
+
+/** `<width>x<height>` with positive integers, else null. */
+export function parseOriginalSize(
+  value: string | undefined,
+): { width: number; height: number } | null {
+  const match = /^(\d{1,6})x(\d{1,6})$/.exec(value ?? "");
+  if (!match) return null;
+  const [width, height] = [Number(match[1]), Number(match[2])];
+  return width > 0 && height > 0 ? { width, height } : null;
 }
 
 /** Room left for the headers of a decoded-image message (Image-Id up to 256 bytes, ids, times). */

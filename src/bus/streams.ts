@@ -25,9 +25,10 @@ import {
   StorageType,
   type StreamConfig,
 } from "nats";
-import type { DeliveryConfig, StreamLimits } from "../config/schema.ts";
+import type { DeliveryConfig, HeatmapsConfig, StreamLimits } from "../config/schema.ts";
 import {
   decodedSubject,
+  heatmapSubjects,
   imageSubject,
   INGEST_CONSUMER,
   SCORER_CONSUMER,
@@ -37,8 +38,16 @@ import {
   verdictSubject,
 } from "./subjects.ts";
 
-/** The four stream configurations of `line`, all with the same retention limits. */
-export function lineStreamConfigs(line: string, limits: StreamLimits): StreamConfig[] {
+/**
+ * The stream configurations of `line`: images, decoded images, verdicts and training events
+ * with the same retention limits, and (when `heatmaps` is given) the heatmap stream with its
+ * own age and byte limits and one message per Image-Id subject.
+ */
+export function lineStreamConfigs(
+  line: string,
+  limits: StreamLimits,
+  heatmaps?: HeatmapsConfig,
+): StreamConfig[] {
   const names = streamNames(line);
   const common = {
     retention: RetentionPolicy.Limits,
@@ -57,6 +66,14 @@ export function lineStreamConfigs(line: string, limits: StreamLimits): StreamCon
     stream(names.decoded, decodedSubject(line), `decoded images of line ${line} (internal)`),
     stream(names.verdicts, verdictSubject(line), `verdicts of line ${line}`),
     stream(names.training, trainingSubject(line), `training events of line ${line}`),
+    ...(heatmaps
+      ? [{
+        ...stream(names.heatmaps, heatmapSubjects(line), `anomaly heatmaps of line ${line}`),
+        max_age: nanos(heatmaps.maxAgeSeconds * 1000),
+        max_bytes: heatmaps.maxBytes,
+        max_msgs_per_subject: 1,
+      }]
+      : []),
   ];
 }
 
@@ -66,6 +83,8 @@ export interface EnsureStreamsOptions {
   owner?: boolean;
   /** Told about existing streams whose limits differ from `limits` (non-owners). */
   warn?: (message: string) => void;
+  /** Also the heatmap stream, with these limits (when heatmaps are on). */
+  heatmaps?: HeatmapsConfig;
 }
 
 /**
@@ -78,7 +97,7 @@ export async function ensureLineStreams(
   limits: StreamLimits,
   options: EnsureStreamsOptions = {},
 ): Promise<void> {
-  for (const config of lineStreamConfigs(line, limits)) {
+  for (const config of lineStreamConfigs(line, limits, options.heatmaps)) {
     const existing = await streamConfig(jsm, config.name);
     if (!existing) {
       await jsm.streams.add(config);

@@ -28,6 +28,12 @@ export const IMAGE_SEQ_HEADER = "Image-Seq";
 export const IMAGE_SHAPE_HEADER = "Image-Shape";
 /** Internal header: RFC 3339 time the ingest stage received the image. */
 export const RECEIVED_AT_HEADER = "Received-At";
+/** Internal header: `<width>x<height>` of the image as the camera sent it (before resizing). */
+export const ORIGINAL_SIZE_HEADER = "Image-Original-Size";
+/** Heatmap header: the map value a byte of 255 stands for (byte b = b / 255 · max, from 0). */
+export const HEATMAP_SCALE_MAX_HEADER = "Heatmap-Scale-Max";
+/** Heatmap header: the model version whose map it is. */
+export const MODEL_VERSION_HEADER = "Model-Version";
 
 /** Verdicts of `line` (public, JSON, see `verdict.ts`). */
 export function verdictSubject(line: string): string {
@@ -45,6 +51,22 @@ export function trainingSubject(line: string): string {
 export function alarmSubject(line: string): string {
   assertLineName(line);
   return `${SUBJECT_ROOT}.${line}.alarm`;
+}
+
+/**
+ * The heatmap of one scored image of `line` (public, PNG, see `heatmap.ts`):
+ * `inspect.<line>.heatmap.<key>`, the key being {@link imageIdKey} of its Image-Id, so a consumer
+ * fetches it by Image-Id (last message on that subject) without scanning the stream.
+ */
+export function heatmapSubject(line: string, imageId: string): string {
+  assertLineName(line);
+  return `${SUBJECT_ROOT}.${line}.heatmap.${imageIdKey(imageId)}`;
+}
+
+/** Every heatmap subject of `line` (the heatmap stream captures this). */
+export function heatmapSubjects(line: string): string {
+  assertLineName(line);
+  return `${SUBJECT_ROOT}.${line}.heatmap.*`;
 }
 
 /** Internal: images of `line` decoded, resized and validated by ingest (raw RGB bytes). */
@@ -74,6 +96,8 @@ export interface LineStreamNames {
   verdicts: string;
   /** Training events (`inspect.<line>.training`). */
   training: string;
+  /** Heatmaps of scored images (`inspect.<line>.heatmap.*`). */
+  heatmaps: string;
 }
 
 /** Stream names of `line` (stream names cannot contain dots; line ids never do). */
@@ -84,6 +108,7 @@ export function streamNames(line: string): LineStreamNames {
     decoded: `INSPECT_${line}_DECODED`,
     verdicts: `INSPECT_${line}_VERDICTS`,
     training: `INSPECT_${line}_TRAINING`,
+    heatmaps: `INSPECT_${line}_HEATMAPS`,
   };
 }
 
@@ -142,6 +167,11 @@ export function verdictMsgId(imageId: string): string {
  */
 export function rejectionMsgId(imageSeq: number): string {
   return `seq:${imageSeq}`;
+}
+
+/** `Nats-Msg-Id` of a heatmap: one per Image-Id, like the verdict. */
+export function heatmapMsgId(imageId: string): string {
+  return `heatmap:${imageId}`;
 }
 
 /** `Nats-Msg-Id` of a decoded image: ingest redeliveries never duplicate it downstream. */

@@ -53,6 +53,33 @@ const common = {
   scoredAt: timestamp.describe("When the verdict was made (RFC 3339, UTC)."),
 };
 
+/** A box in the original image's pixels. */
+export const RegionSchema = z.object({
+  x: z.number().int().min(0).describe("Left column, in the original image's pixels."),
+  y: z.number().int().min(0).describe("Top row, in the original image's pixels."),
+  width: z.number().int().min(1),
+  height: z.number().int().min(1),
+});
+/** A region of the original image. */
+export type Region = z.infer<typeof RegionSchema>;
+
+/** Where a scored image's heatmap is and how to read it. */
+export const HeatmapRefSchema = z.object({
+  subject: z.string().describe(
+    "inspect.<line>.heatmap.<key>: fetch the last message on this subject from `stream`.",
+  ),
+  stream: z.string().describe("JetStream stream holding it (limited in age and bytes)."),
+  format: z.literal("png").describe("8-bit greyscale PNG of the combined anomaly map."),
+  width: z.number().int().min(1).describe("Map width in pixels (the model's input size)."),
+  height: z.number().int().min(1),
+  scaleMax: z.number().positive().describe(
+    "Byte b stands for the map value b / 255 * scaleMax (linear from 0; negative values are " +
+      "0, values above scaleMax are 255); scaleMax = max(2 * threshold, score).",
+  ),
+});
+/** A heatmap reference. */
+export type HeatmapRef = z.infer<typeof HeatmapRefSchema>;
+
 /** Verdict of an image scored by a published model version. */
 export const ScoredVerdictSchema = z.object({
   status: z.literal("scored"),
@@ -64,6 +91,19 @@ export const ScoredVerdictSchema = z.object({
   aeScore: z.number().describe("Maximum of the normalised autoencoder map alone."),
   threshold: z.number().describe("Threshold in force (see the threshold policy)."),
   modelVersion: z.number().int().min(1),
+  originalSize: z.object({ width: z.number().int().min(1), height: z.number().int().min(1) })
+    .nullable().describe("The image's size as the camera sent it; null if unknown."),
+  region: RegionSchema.nullable().describe(
+    "Bounding box, in the original image's pixels, of the most anomalous region: the " +
+      "connected part of the anomaly map above the threshold around its peak. Null when the " +
+      "image is not anomalous or its original size is unknown.",
+  ),
+  anomalousFraction: z.number().min(0).max(1).nullable().describe(
+    "Share of the image whose anomaly map is above the threshold; null without a map.",
+  ),
+  heatmap: HeatmapRefSchema.nullable().describe(
+    "Where the anomaly map is published; null when heatmaps are off.",
+  ),
 });
 
 /** Verdict of an image that arrived before the first model version existed. */
@@ -183,12 +223,33 @@ export interface ScoredFields {
   modelVersion: number;
 }
 
+/** Where in the image: what a scored verdict says about its anomaly map. */
+export interface Localisation {
+  /** The image's original size, or null. */
+  originalSize: { width: number; height: number } | null;
+  /** The most anomalous region in original pixels, or null. */
+  region: Region | null;
+  /** Share of the image above the threshold. */
+  anomalousFraction: number | null;
+  /** The published heatmap, or null. */
+  heatmap: HeatmapRef | null;
+}
+
+/** A verdict without a map (heatmaps off, or made by a caller that has none). */
+export const NO_LOCALISATION: Localisation = {
+  originalSize: null,
+  region: null,
+  anomalousFraction: null,
+  heatmap: null,
+};
+
 /** Builds a `scored` verdict; `anomalous` is `score > threshold`. */
 export function scoredVerdict(
   context: VerdictContext,
   imageId: string,
   fields: ScoredFields,
   now: Date = new Date(),
+  localisation: Localisation = NO_LOCALISATION,
 ): ScoredVerdict {
   return {
     status: "scored",
@@ -197,6 +258,7 @@ export function scoredVerdict(
     scoredAt: now.toISOString(),
     anomalous: fields.score > fields.threshold,
     ...fields,
+    ...localisation,
   };
 }
 

@@ -9,6 +9,7 @@ import { loadPipelineConfig, pipelineConfigPath } from "../pipeline/config.ts";
 import { ensureNatsServer, NATS_INSTALL_HINT } from "../pipeline/nats_server.ts";
 import { DEFAULT_CHECKPOINT_DIR, runPipeline } from "../pipeline/run.ts";
 import type { StageName } from "../stages/stage.ts";
+import { type Dashboard, startDashboard } from "../observe/dashboard/server.ts";
 import { positiveNumber, UsageError } from "../streams/cli_support.ts";
 import {
   describeNats,
@@ -27,6 +28,8 @@ export interface PipelineCliValues extends NatsFlagValues {
   config?: string;
   checkpoints?: string;
   progress?: string;
+  "metrics-port"?: string;
+  "dashboard-port"?: string;
 }
 
 /** `node:util` parseArgs options of {@link PipelineCliValues}, plus `--help`. */
@@ -36,6 +39,8 @@ export const PIPELINE_CLI_OPTIONS = {
   ...NATS_CLI_OPTIONS,
   checkpoints: { type: "string" },
   progress: { type: "string" },
+  "metrics-port": { type: "string" },
+  "dashboard-port": { type: "string" },
   help: { type: "boolean", default: false },
 } as const;
 
@@ -48,6 +53,8 @@ ${NATS_OPTIONS_HELP}
                       nats-server with JetStream is started with its store in ${LOCAL_NATS_STORE}
   --checkpoints DIR   trainer checkpoints go to DIR/LINE (default ${DEFAULT_CHECKPOINT_DIR})
   --progress SECONDS  seconds between progress lines (default 10; 0: none)
+  --metrics-port PORT serve /metrics on PORT (default: metrics.port of the pipeline file,
+                      9464; 0: any free port; off: none)
   --help              this text`;
 
 /** The pipeline file named by `--config`, or `pipelines/<--line or demo>.json`. */
@@ -61,11 +68,29 @@ export async function pipelineConfigFrom(values: PipelineCliValues): Promise<Pip
   return config;
 }
 
+/** Help line of `run`'s dashboard option. */
+export const DASHBOARD_OPTIONS_HELP =
+  `  --dashboard-port PORT  serve the dashboard on PORT (default: dashboard.port, 8090; 0: any
+                         free port; off: none). Binding beyond loopback (dashboard.hostname)
+                         needs dashboard.token or $DASHBOARD_TOKEN.`;
+
+/** `--metrics-port` / `--dashboard-port`: undefined keeps the file's port, `off` serves none. */
+function portOption(name: string, value: string | undefined): number | null | undefined {
+  if (value === undefined) return undefined;
+  if (value === "off") return null;
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 0 || port > 65_535) {
+    throw new UsageError(`--${name} must be a port number (0-65535) or "off", got "${value}"`);
+  }
+  return port;
+}
+
 /** Runs `stages` of the configured line until SIGINT/SIGTERM; returns the exit code. */
 export async function servePipeline(
   values: PipelineCliValues,
   stages: readonly StageName[],
   workers: boolean,
+  serve: { dashboard?: boolean } = {},
 ): Promise<number> {
   const config = await pipelineConfigFrom(values);
   const progressSeconds = values.progress === undefined
@@ -100,12 +125,32 @@ export async function servePipeline(
       workers,
       checkpointDir: values.checkpoints ?? DEFAULT_CHECKPOINT_DIR,
       progressIntervalMs: progressSeconds * 1000,
+      metricsPort: portOption("metrics-port", values["metrics-port"]),
     });
     console.log(
       `line ${config.line}: running ${pipeline.stages.join(", ")} ` +
         `(${workers ? "one Worker each" : "in this process"}) on ` +
         `${nats.child ? nats.url : describeNats(target)}; Ctrl-C stops`,
     );
+    if (pipeline.metricsUrl) console.log(`line ${config.line}: metrics at ${pipeline.metricsUrl}`);
+    const dashboardPort = portOption("dashboard-port", values["dashboard-port"]);
+    let dashboard: Dashboard | undefined;
+    if (serve.dashboard && config.dashboard.enabled && dashboardPort !== null) {
+      try {
+        dashboard = await startDashboard({
+          line: config.line,
+          natsUrl: nats.url,
+          natsAuth: nats.child ? undefined : target.auth,
+          config: config.dashboard,
+          port: dashboardPort,
+          metrics: () => pipeline.metrics(),
+        });
+        console.log(`line ${config.line}: dashboard at ${dashboard.url}/`);
+      } catch (error) {
+        await pipeline.stop().catch(() => undefined);
+        throw error;
+      }
+    }
     const stopped = new Promise<"signal">((resolve) =>
       stop.signal.addEventListener("abort", () => resolve("signal"), { once: true })
     );
@@ -120,11 +165,13 @@ export async function servePipeline(
         Deno.removeSignalListener(signal, onSignal);
         Deno.addSignalListener(signal, () => Deno.exit(130));
       }
+      await dashboard?.close();
       await pipeline.stop();
       console.log(`line ${config.line}: stopped cleanly`);
       return 0;
     }
     console.error(`line ${config.line}: ${outcome.message}; stopping`);
+    await dashboard?.close().catch(() => undefined);
     await pipeline.stop().catch((error) => console.error(`while stopping: ${error.message}`));
     return 1;
   } finally {

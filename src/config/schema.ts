@@ -302,6 +302,52 @@ export const ImageLimitsSchema = z.object({
 /** Image limit configuration. */
 export type ImageLimits = z.infer<typeof ImageLimitsSchema>;
 
+/**
+ * Heatmaps of scored images (`inspect.<line>.heatmap.*`, stream `INSPECT_<line>_HEATMAPS`): an
+ * 8-bit PNG of the combined anomaly map per scored verdict. Their stream has its own, shorter
+ * retention, as heatmaps matter while someone looks at the line.
+ */
+export const HeatmapsSchema = z.object({
+  /** Publish a heatmap with every scored verdict (false: verdicts carry `heatmap: null`). */
+  enabled: z.boolean().default(true),
+  /** Oldest heatmap kept, in seconds. */
+  maxAgeSeconds: z.number().positive().default(24 * 3600),
+  /** Largest heatmap stream size in bytes. */
+  maxBytes: z.number().int().positive().default(256 * 1024 ** 2),
+}).strict();
+/** Heatmap configuration. */
+export type HeatmapsConfig = z.infer<typeof HeatmapsSchema>;
+
+/** A TCP port; 0 lets the system pick a free one (the bound port is logged). */
+const PortSchema = z.number().int().min(0).max(65_535);
+
+/** The Prometheus `/metrics` endpoint every pipeline process serves. */
+export const MetricsSchema = z.object({
+  enabled: z.boolean().default(true),
+  /** Interface to bind; the loopback default keeps the endpoint off the network. */
+  hostname: z.string().min(1).default("127.0.0.1"),
+  /** Port (several processes on one machine need one each; 0 picks a free one). */
+  port: PortSchema.default(9464),
+}).strict();
+/** Metrics endpoint configuration. */
+export type MetricsConfig = z.infer<typeof MetricsSchema>;
+
+/** The live dashboard `run` serves. */
+export const DashboardSchema = z.object({
+  enabled: z.boolean().default(true),
+  /** Interface to bind. Anything but loopback requires a token. */
+  hostname: z.string().min(1).default("127.0.0.1"),
+  /** Port (0 picks a free one). */
+  port: PortSchema.default(8090),
+  /**
+   * Access token (at least 16 characters; `$DASHBOARD_TOKEN` overrides it). Required before
+   * the dashboard binds anything but loopback; when set, every request must carry it.
+   */
+  token: z.string().min(16).optional(),
+}).strict();
+/** Dashboard configuration. */
+export type DashboardConfig = z.infer<typeof DashboardSchema>;
+
 /** One production line's streaming pipeline (`pipelines/<line>.json`). */
 export const PipelineSchema = z.object({
   line: LineIdSchema,
@@ -312,6 +358,9 @@ export const PipelineSchema = z.object({
   streams: StreamLimitsSchema.default({}),
   images: ImageLimitsSchema.default({}),
   delivery: DeliverySchema.default({}),
+  heatmaps: HeatmapsSchema.default({}),
+  metrics: MetricsSchema.default({}),
+  dashboard: DashboardSchema.default({}),
 }).strict();
 /** Pipeline configuration, every default filled in. */
 export type PipelineConfig = z.infer<typeof PipelineSchema>;

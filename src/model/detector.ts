@@ -62,6 +62,12 @@ export interface ScoreReport {
   aeScore: number;
 }
 
+/** A {@link ScoreReport} with the image's combined anomaly map. */
+export interface MappedScoreReport extends ScoreReport {
+  /** Combined, normalised map at input resolution, row-major `imageSize × imageSize`. */
+  map: Float32Array;
+}
+
 /** Teacher channel statistics from training images. */
 export interface TeacherStats {
   /** Per-channel mean. */
@@ -313,19 +319,40 @@ export class Detector {
 
   /** Scores a batch (NHWC in [0,1]). Needs teacher statistics and map quantiles. */
   score(batch: tf.Tensor4D): ScoreReport[] {
+    return this.#score(batch, false);
+  }
+
+  /**
+   * {@link score} plus each image's combined map at input resolution (row-major
+   * `imageSize²`), from the same forward pass: the heatmap costs one small resize.
+   */
+  scoreWithMaps(batch: tf.Tensor4D): MappedScoreReport[] {
+    return this.#score(batch, true) as MappedScoreReport[];
+  }
+
+  #score(batch: tf.Tensor4D, withMaps: boolean): ScoreReport[] {
     const stats = this.#requireTeacherStats();
     const q = this.#requireQuantiles();
-    const [combined, st, ae] = tf.tidy(() => {
+    const outputs: tf.Tensor[] = tf.tidy(() => {
       const [stRaw, aeRaw] = this.#maps(batch, stats);
+      const combinedRaw = combinedMap(stRaw, aeRaw, q);
       return [
-        imageScores(combinedMap(stRaw, aeRaw, q)),
+        imageScores(combinedRaw),
         imageScores(normaliseMap(stRaw, q.stA, q.stB) as tf.Tensor3D),
         imageScores(normaliseMap(aeRaw, q.aeA, q.aeB) as tf.Tensor3D),
+        ...(withMaps ? [heatmaps(combinedRaw, this.model.imageSize)] : []),
       ];
     });
-    const [scores, stScores, aeScores] = [combined, st, ae].map((t) => Array.from(t.dataSync()));
-    tf.dispose([combined, st, ae]);
-    return scores.map((score, i) => ({ score, stScore: stScores[i], aeScore: aeScores[i] }));
+    const [scores, stScores, aeScores] = outputs.slice(0, 3).map((t) => Array.from(t.dataSync()));
+    const pixels = this.model.imageSize ** 2;
+    const mapValues = outputs[3]?.dataSync() as Float32Array | undefined;
+    tf.dispose(outputs);
+    return scores.map((score, i) => ({
+      score,
+      stScore: stScores[i],
+      aeScore: aeScores[i],
+      ...(mapValues ? { map: mapValues.slice(i * pixels, (i + 1) * pixels) } : {}),
+    }));
   }
 
   /** Combined, normalised anomaly maps at input resolution, [b, S, S]; caller disposes. */

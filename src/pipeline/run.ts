@@ -13,6 +13,9 @@ import { STAGE_NAMES, type StageName, type StageStatus } from "../stages/stage.t
 import { progressLine, type StatusSample } from "./progress.ts";
 import { type StageHandle, startLocalStage, startWorkerStage } from "./stage_host.ts";
 import { superviseStage } from "./supervise.ts";
+import { scrapeMetricsJson, startMetricsEndpoint } from "../observe/metrics_endpoint.ts";
+import type { MetricsJson } from "../observe/metrics.ts";
+import type { HttpEndpoint } from "../observe/http.ts";
 
 /** Options of {@link runPipeline}. */
 export interface RunPipelineOptions {
@@ -35,6 +38,8 @@ export interface RunPipelineOptions {
   progressIntervalMs?: number;
   /** Where progress lines go (default `console.log`). */
   log?: (line: string) => void;
+  /** Port of `/metrics`, overriding `config.metrics.port`; null: serve no metrics. */
+  metricsPort?: number | null;
 }
 
 /** A running pipeline. */
@@ -52,6 +57,10 @@ export interface RunningPipeline {
   stop(): Promise<void>;
   /** Rejects when a stage fails while running. */
   readonly failure: Promise<never>;
+  /** URL of this process's `/metrics` endpoint, or null when it serves none. */
+  readonly metricsUrl: string | null;
+  /** Every stage's metrics merged (what `/metrics` serves), as prom-client JSON. */
+  metrics(): Promise<MetricsJson>;
 }
 
 /** Default checkpoint directory. */
@@ -71,7 +80,9 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunningP
 
   const handles = new Map<StageName, StageHandle>();
   let control: { connection: NatsConnection; service: Service } | undefined;
+  let metricsEndpoint: HttpEndpoint | undefined;
   const stopAll = async () => {
+    await metricsEndpoint?.close();
     // Ingest first, so scorer and trainer see no new work while they finish.
     const first = await Promise.allSettled([handles.get("ingest")?.stop()]);
     const rest = await Promise.allSettled([...handles.values()].map((handle) => handle.stop()));
@@ -108,6 +119,19 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunningP
       connection,
       service: await startControlService(connection, config.line, endpoints),
     };
+    const metricsPort = options.metricsPort === undefined
+      ? config.metrics.port
+      : options.metricsPort;
+    if (config.metrics.enabled && metricsPort !== null) {
+      try {
+        metricsEndpoint = startMetricsEndpoint(config.metrics.hostname, metricsPort, [
+          ...handles.values(),
+        ]);
+      } catch (error) {
+        // Metrics are worth a warning, not a line that stops inspecting.
+        console.warn(`${(error as Error).message}; this process serves no metrics`);
+      }
+    }
   } catch (error) {
     await stopAll().catch(() => undefined);
     throw error;
@@ -146,5 +170,7 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunningP
       return stopping;
     },
     failure: Promise.race([...handles.values()].map((handle) => handle.failure)),
+    metricsUrl: metricsEndpoint ? `${metricsEndpoint.url}/metrics` : null,
+    metrics: () => scrapeMetricsJson([...handles.values()]),
   };
 }

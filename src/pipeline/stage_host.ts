@@ -9,6 +9,7 @@ import type { NatsConnection } from "nats";
 import { connectNats, type NatsAuth, natsTargetOf } from "../bus/connection.ts";
 import type { PipelineStage, SnapshotReport, StageName, StageStatus } from "../stages/stage.ts";
 import { createStage, stageClientName, type StageSetup } from "./stage_factory.ts";
+import { metrics, type MetricsJson } from "../observe/metrics.ts";
 
 /** A started stage, wherever it runs. */
 export interface StageHandle {
@@ -22,6 +23,11 @@ export interface StageHandle {
   resume(): Promise<StageStatus>;
   /** Publish a version and save a checkpoint (trainer). */
   snapshot(): Promise<SnapshotReport>;
+  /**
+   * Refreshes the stage's state gauges; returns its Worker's metrics as JSON, or null when
+   * the stage runs in this thread (its metrics are in this thread's registry).
+   */
+  metrics(): Promise<MetricsJson | null>;
   /** Graceful stop: finish and acknowledge work in hand, save state, close its connection. */
   stop(): Promise<void>;
   /** Rejects if the stage fails after starting. */
@@ -29,7 +35,7 @@ export interface StageHandle {
 }
 
 /** Methods a host forwards to the stage. */
-export type StageMethod = "status" | "pause" | "resume" | "snapshot" | "stop";
+export type StageMethod = "status" | "pause" | "resume" | "snapshot" | "stop" | "metrics";
 
 /** Messages from host to Worker. */
 export type ToWorker =
@@ -63,6 +69,10 @@ export async function callStage(
   stage: PipelineStage,
   method: StageMethod,
 ): Promise<unknown> {
+  if (method === "metrics") {
+    metrics().observeStatus(await stage.status());
+    return await metrics().json();
+  }
   const fn = stage[method] as ((this: PipelineStage) => Promise<unknown>) | undefined;
   if (!fn) throw new Error(`the ${stage.name} stage has no ${method} action`);
   return await fn.call(stage);
@@ -95,6 +105,10 @@ export async function startLocalStage(
     pause: () => callStage(stage, "pause") as Promise<StageStatus>,
     resume: () => callStage(stage, "resume") as Promise<StageStatus>,
     snapshot: () => callStage(stage, "snapshot") as Promise<SnapshotReport>,
+    metrics: async () => {
+      metrics().observeStatus(await stage.status());
+      return null;
+    },
     stop() {
       stopping ??= (async () => {
         try {
@@ -179,6 +193,7 @@ export async function startWorkerStage(
     pause: () => call("pause") as Promise<StageStatus>,
     resume: () => call("resume") as Promise<StageStatus>,
     snapshot: () => call("snapshot") as Promise<SnapshotReport>,
+    metrics: () => call("metrics") as Promise<MetricsJson>,
     stop() {
       stopping ??= (async () => {
         try {

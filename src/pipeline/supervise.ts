@@ -6,6 +6,7 @@
  *
  * @module
  */
+import type { MetricsJson } from "../observe/metrics.ts";
 import type { SnapshotReport, StageStatus } from "../stages/stage.ts";
 import type { StageSetup } from "./stage_factory.ts";
 import type { StageHandle } from "./stage_host.ts";
@@ -94,6 +95,7 @@ export async function superviseStage(
     pause: (): Promise<StageStatus> => current.pause(),
     resume: (): Promise<StageStatus> => current.resume(),
     snapshot: (): Promise<SnapshotReport> => current.snapshot(),
+    metrics: (): Promise<MetricsJson | null> => current.metrics(),
     async stop() {
       stopping = true;
       wake?.();

@@ -23,7 +23,7 @@ import type {
   NatsConnection,
 } from "nats";
 import type { PipelineConfig } from "../config/schema.ts";
-import { decodeImage, ImageRejectedError } from "../image/decode.ts";
+import { type DecodedImage, decodeImage, ImageRejectedError } from "../image/decode.ts";
 import { assertDecodedImageFits, encodeDecodedImage } from "../bus/decoded_image.ts";
 import { BacklogAlarm } from "../bus/backlog_alarm.ts";
 import { isLastDelivery, isTransient, retryDelayMs } from "../bus/delivery.ts";
@@ -39,6 +39,7 @@ import {
 } from "../bus/subjects.ts";
 import { rejectedVerdict, type RejectionCode, type VerdictContext } from "../bus/verdict.ts";
 import { validCapturedAt } from "./captured_at.ts";
+import { metrics } from "../observe/metrics.ts";
 import {
   errorText,
   type PipelineStage,
@@ -87,7 +88,10 @@ export class IngestStage implements PipelineStage {
     if (maxPayload) assertDecodedImageFits(this.#config.model.imageSize, maxPayload);
     this.#jsm = await this.#nc.jetstreamManager();
     this.#js = this.#nc.jetstream();
-    await ensureLineStreams(this.#jsm, line, streams, { owner: true });
+    await ensureLineStreams(this.#jsm, line, streams, {
+      owner: true,
+      heatmaps: this.#config.heatmaps.enabled ? this.#config.heatmaps : undefined,
+    });
     const stream = await ensureDurableConsumer(
       this.#jsm,
       line,
@@ -117,6 +121,7 @@ export class IngestStage implements PipelineStage {
         continue;
       }
       this.#imagesIn++;
+      metrics().imagesIn.inc({ line: this.#config.line, stage: this.name });
       try {
         await this.#handle(message);
         message.ack();
@@ -210,13 +215,13 @@ export class IngestStage implements PipelineStage {
         `Image-Id already used by image message ${claim.firstSeq}`,
       );
     }
-    let pixels: Float32Array;
+    let decoded: DecodedImage;
     try {
-      ({ pixels } = await decodeImage(
+      decoded = await decodeImage(
         message.data,
         this.#config.model.imageSize,
         this.#config.images,
-      ));
+      );
     } catch (error) {
       if (error instanceof ImageRejectedError) {
         return await this.#reject(context, imageId, error.code, error.message);
@@ -228,13 +233,16 @@ export class IngestStage implements PipelineStage {
       imageSeq,
       capturedAt: context.capturedAt,
       size: this.#config.model.imageSize,
-      pixels,
+      pixels: decoded.pixels,
+      // Downstream maps the anomaly region back onto the camera's pixels.
+      original: { width: decoded.width, height: decoded.height },
     }, new Date());
     await this.#js!.publish(decodedSubject(line), payload, {
       headers,
       msgID: decodedMsgId(imageId),
     });
     this.#accepted++;
+    metrics().imagesOut.inc({ line, stage: this.name, status: "decoded" });
   }
 
   async #reject(
@@ -243,13 +251,13 @@ export class IngestStage implements PipelineStage {
     code: RejectionCode,
     message: string,
   ): Promise<void> {
-    const outcome = await this.#ledger!.publishOnce(
-      rejectedVerdict(context, imageId, code, message),
-    );
+    const verdict = rejectedVerdict(context, imageId, code, message);
+    const outcome = await this.#ledger!.publishOnce(verdict);
     if (outcome.kind === "already") {
       this.#alreadyAnswered++;
       return;
     }
+    metrics().verdictStored(this.name, verdict, null);
     this.#rejected++;
     this.#rejectedByCode[code] = (this.#rejectedByCode[code] ?? 0) + 1;
   }

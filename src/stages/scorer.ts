@@ -30,6 +30,10 @@ import {
   retryDelayMs,
 } from "../bus/delivery.ts";
 import { VerdictLedger } from "../bus/verdict_ledger.ts";
+import { publishHeatmap } from "../bus/heatmap.ts";
+import { encodeHeatmapPng } from "../image/heatmap_png.ts";
+import { localise } from "./localise.ts";
+import { metrics } from "../observe/metrics.ts";
 import { consumerBacklog, ensureDurableConsumer, ensureLineStreams } from "../bus/streams.ts";
 import { SCORER_CONSUMER } from "../bus/subjects.ts";
 import {
@@ -61,7 +65,24 @@ import { Wakeup } from "./wakeup.ts";
 /** A loaded model version. */
 interface LoadedModel {
   version: number;
+  publishedAt: string;
   detector: Detector;
+}
+
+/** A heatmap to publish before its verdict. */
+interface PendingHeatmap {
+  imageId: string;
+  imageSeq: number;
+  modelVersion: number;
+  map: Float32Array;
+  scaleMax: number;
+}
+
+/** What scoring made of one message: its verdict, heatmap and ingest time. */
+interface Judged {
+  verdict: Verdict;
+  heatmap: PendingHeatmap | null;
+  receivedAt: Date | null;
 }
 
 /** Longest wait of one pull request; an idle scorer asks again after it. */
@@ -116,11 +137,14 @@ export class ScorerStage implements PipelineStage {
 
   /** Starts watching model versions and consuming decoded images. */
   async start(): Promise<void> {
-    const { line, streams, model } = this.#config;
+    const { line, streams, model, heatmaps } = this.#config;
     await useBackend(model.backend);
     this.#jsm = await this.#nc.jetstreamManager();
     this.#js = this.#nc.jetstream();
-    await ensureLineStreams(this.#jsm, line, streams, { warn: (m) => this.#log.warn(m) });
+    await ensureLineStreams(this.#jsm, line, streams, {
+      warn: (m) => this.#log.warn(m),
+      heatmaps: heatmaps.enabled ? heatmaps : undefined,
+    });
     const stream = await ensureDurableConsumer(
       this.#jsm,
       line,
@@ -239,7 +263,7 @@ export class ScorerStage implements PipelineStage {
         throw new Error("it has no map normalisation");
       }
       const queued = this.#next;
-      this.#next = { version: record.version, detector };
+      this.#next = { version: record.version, publishedAt: record.publishedAt, detector };
       queued?.detector.dispose();
       this.#wakeup.notify();
     } catch (error) {
@@ -255,6 +279,8 @@ export class ScorerStage implements PipelineStage {
     this.#next = null;
     previous?.detector.dispose();
     this.#swaps++;
+    const { version, publishedAt } = this.#current;
+    metrics().modelHeld(this.#config.line, this.name, version, publishedAt);
     this.#log.info(`now scoring with model v${this.#current.version}`);
   }
 
@@ -279,6 +305,7 @@ export class ScorerStage implements PipelineStage {
 
   async #process(pulled: JsMsg[]): Promise<void> {
     this.#imagesIn += pulled.length;
+    metrics().imagesIn.inc({ line: this.#config.line, stage: this.name }, pulled.length);
     // A redelivery whose verdict is already recorded (its ack was lost) is done.
     const messages: JsMsg[] = [];
     await Promise.all(pulled.map(async (message) => {
@@ -294,25 +321,25 @@ export class ScorerStage implements PipelineStage {
     for (const message of messages) message.working(); // the step below blocks this thread
     const started = performance.now();
     if (this.#delayMs > 0) blockThread(this.#delayMs);
-    let verdicts: (Verdict | null)[];
+    let judged: (Judged | null)[];
     try {
-      verdicts = this.#judge(messages);
+      judged = judgedEach(this.#judge(messages));
     } catch (error) {
       this.#log.warn(`scoring a batch failed: ${errorText(error)}; scoring its images one by one`);
-      verdicts = messages.map((message) => this.#judgeAlone(message));
+      judged = messages.map((message) => this.#judgeAlone(message));
     }
     const raised = this.#ackWait!.record(performance.now() - started);
     if (raised !== null) {
       this.#log.info(`ack_wait raised to ${(raised / 1000).toFixed(1)} s (slowest batch)`);
       this.#restartProgress();
     }
-    await Promise.all(verdicts.map((verdict, i) => this.#store(messages[i], verdict)));
+    await Promise.all(judged.map((result, i) => this.#store(messages[i], result)));
   }
 
-  /** The verdict of one message scored alone; null when scoring it fails. */
-  #judgeAlone(message: JsMsg): Verdict | null {
+  /** One message scored alone; null when scoring it fails before its last delivery. */
+  #judgeAlone(message: JsMsg): Judged | null {
     try {
-      return this.#judge([message])[0];
+      return judgedEach(this.#judge([message]))[0];
     } catch (error) {
       const why = errorText(error);
       if (!isLastDelivery(message, this.#config.delivery.maxDeliver)) {
@@ -322,7 +349,7 @@ export class ScorerStage implements PipelineStage {
         return null;
       }
       this.#log.warn(`decoded seq ${message.seq}: scoring failed on the last delivery: ${why}`);
-      return this.#failedVerdict(message, why);
+      return { verdict: this.#failedVerdict(message, why), heatmap: null, receivedAt: null };
     }
   }
 
@@ -371,22 +398,30 @@ export class ScorerStage implements PipelineStage {
   }
 
   /**
-   * Publishes the verdict once (ledger) and acks; without a verdict, or when it cannot be
-   * stored, the message is tried again after a back-off.
+   * Publishes the heatmap, then the verdict once (ledger), and acks; without a verdict, or
+   * when it cannot be stored, the message is tried again after a back-off.
    */
-  async #store(message: JsMsg, verdict: Verdict | null): Promise<void> {
-    if (!verdict) {
+  async #store(message: JsMsg, judged: Judged | null): Promise<void> {
+    if (!judged) {
       this.#retried++;
       this.#settle(message, "nak");
       return;
     }
+    const { verdict, heatmap, receivedAt } = judged;
     try {
+      // The heatmap is stored before its verdict: a consumer reading the verdict finds it.
+      if (heatmap) {
+        const size = this.#config.model.imageSize;
+        const png = await encodeHeatmapPng(heatmap.map, size, heatmap.scaleMax);
+        await publishHeatmap(this.#js!, { line: verdict.line, ...heatmap, png });
+      }
       const outcome = await this.#ledger!.publishOnce(verdict);
       this.#settle(message, "ack");
       if (outcome.kind === "already") {
         this.#alreadyAnswered++;
         return;
       }
+      metrics().verdictStored(this.name, verdict, receivedAt);
       this.#verdicts[verdict.status]++;
       if (verdict.status === "scored" && verdict.anomalous) this.#verdicts.anomalous++;
       if (verdict.status === "rejected" && verdict.error.code === "processing_failed") {
@@ -401,7 +436,7 @@ export class ScorerStage implements PipelineStage {
       }
       // JetStream will not deliver it again: keep trying here (it stays progress-acked).
       await new Promise((resolve) => setTimeout(resolve, retryDelayMs(1)));
-      await this.#store(message, verdict);
+      await this.#store(message, judged);
     }
   }
 
@@ -412,8 +447,12 @@ export class ScorerStage implements PipelineStage {
     else message.nak(retryDelayMs(message.info.deliveryCount));
   }
 
-  /** One verdict per message, in order. */
-  #judge(messages: JsMsg[]): Verdict[] {
+  /** One verdict per message, in order, and the heatmap of each scored one. */
+  #judge(messages: JsMsg[]): {
+    verdicts: Verdict[];
+    heatmaps: (PendingHeatmap | null)[];
+    receivedAt: (Date | null)[];
+  } {
     const size = this.#config.model.imageSize;
     const line = this.#config.line;
     const verdicts: (Verdict | null)[] = [];
@@ -422,13 +461,24 @@ export class ScorerStage implements PipelineStage {
       imageId: string;
       context: VerdictContext;
       pixels: Float32Array;
+      original: { width: number; height: number } | null;
     }[] = [];
+    const heatmaps: (PendingHeatmap | null)[] = messages.map(() => null);
+    const receivedAt: (Date | null)[] = messages.map(() => null);
+    const publishHeatmaps = this.#config.heatmaps.enabled;
     messages.forEach((message, index) => {
       try {
         const image = decodeDecodedImage(message.data, message.headers, size);
+        receivedAt[index] = image.receivedAt ?? null;
         const context = { line, imageSeq: image.imageSeq, capturedAt: image.capturedAt };
         if (this.#failing.has(image.imageId)) throw new InjectedFault(image.imageId);
-        readable.push({ index, imageId: image.imageId, context, pixels: image.pixels });
+        readable.push({
+          index,
+          imageId: image.imageId,
+          context,
+          pixels: image.pixels,
+          original: image.original,
+        });
         verdicts.push(null);
       } catch (error) {
         if (!(error instanceof DecodedImageError)) throw error;
@@ -450,25 +500,50 @@ export class ScorerStage implements PipelineStage {
       const tensor = imagesToBatch(readable.map((r) => r.pixels), size);
       let reports;
       try {
-        reports = model.detector.score(tensor);
+        reports = model.detector.scoreWithMaps(tensor);
       } finally {
         tensor.dispose();
       }
       this.#window.add(reports.map((r) => r.score));
       const threshold = this.#window.threshold();
       readable.forEach((r, i) => {
-        verdicts[r.index] = scoredVerdict(r.context, r.imageId, {
+        const findings = localise({
+          line,
+          imageId: r.imageId,
+          map: reports[i].map,
+          size,
           score: reports[i].score,
-          stScore: reports[i].stScore,
-          aeScore: reports[i].aeScore,
           threshold,
-          modelVersion: model.version,
+          original: r.original,
+          publishHeatmap: publishHeatmaps,
         });
+        verdicts[r.index] = scoredVerdict(
+          r.context,
+          r.imageId,
+          {
+            score: reports[i].score,
+            stScore: reports[i].stScore,
+            aeScore: reports[i].aeScore,
+            threshold,
+            modelVersion: model.version,
+          },
+          new Date(),
+          findings.localisation,
+        );
+        if (publishHeatmaps) {
+          heatmaps[r.index] = {
+            imageId: r.imageId,
+            imageSeq: r.context.imageSeq,
+            modelVersion: model.version,
+            map: reports[i].map,
+            scaleMax: findings.scaleMax,
+          };
+        }
       });
     } else {
       for (const r of readable) verdicts[r.index] = warmingUpVerdict(r.context, r.imageId);
     }
-    return verdicts as Verdict[];
+    return { verdicts: verdicts as Verdict[], heatmaps, receivedAt };
   }
 
   /** Images in, verdicts by status, model version in use, backlog of the shared consumer. */
@@ -525,4 +600,15 @@ export class ScorerStage implements PipelineStage {
     this.#next?.detector.dispose();
     this.#current = this.#next = null;
   }
+}
+
+/** Splits {@link ScorerStage}'s batch result into one {@link Judged} per message. */
+function judgedEach(
+  batch: { verdicts: Verdict[]; heatmaps: (PendingHeatmap | null)[]; receivedAt: (Date | null)[] },
+): Judged[] {
+  return batch.verdicts.map((verdict, i) => ({
+    verdict,
+    heatmap: batch.heatmaps[i],
+    receivedAt: batch.receivedAt[i],
+  }));
 }

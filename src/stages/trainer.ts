@@ -31,6 +31,7 @@ import { TRAINER_CONSUMER, verdictSubject } from "../bus/subjects.ts";
 import { parseVerdict, type Verdict } from "../bus/verdict.ts";
 import { ImageBuffer } from "./image_buffer.ts";
 import { RejectionPolicy } from "./hygiene.ts";
+import { metrics } from "../observe/metrics.ts";
 import { trainStepFromBuffer } from "./buffer_training.ts";
 import {
   createDetector,
@@ -172,6 +173,7 @@ export class TrainerStage implements PipelineStage {
         const detector = await detectorFromBlob(blob, `line ${line} model v${current.version}`);
         if (JSON.stringify(detector.model) === JSON.stringify(model)) {
           this.#published = { version: current.version, step: current.step, at: Date.now() };
+          metrics().modelHeld(current.line, this.name, current.version, current.publishedAt);
           this.#log.info(`resumed from model v${current.version} at step ${detector.step}`);
           return detector;
         }
@@ -202,6 +204,7 @@ export class TrainerStage implements PipelineStage {
 
   #receive(message: JsMsg): void {
     this.#imagesIn++;
+    metrics().imagesIn.inc({ line: this.#config.line, stage: this.name });
     try {
       const image = decodeDecodedImage(message.data, message.headers, this.#config.model.imageSize);
       this.#buffer.add(image.imageId, image.pixels);
@@ -267,7 +270,7 @@ export class TrainerStage implements PipelineStage {
     this.#imagesTrained += result.fresh;
     this.#lastLoss = report.losses.total ?? null;
     this.#downWeighted += rejected.length;
-    await publishTrainingEvent(this.#js!, {
+    const event = {
       line: this.#config.line,
       step: report.step,
       losses: report.losses,
@@ -279,7 +282,9 @@ export class TrainerStage implements PipelineStage {
       hygiene: this.#hygiene.stats,
       modelVersion: this.#published?.version ?? null,
       at: new Date().toISOString(),
-    });
+    };
+    await publishTrainingEvent(this.#js!, event);
+    metrics().trainingStep(event);
     return true;
   }
 
@@ -310,6 +315,7 @@ export class TrainerStage implements PipelineStage {
       const blob = detectorToBlob(detector, `${this.#config.line} v${nextVersion}`);
       const record = await this.#models!.publish(blob, { step, imageSize: size });
       this.#published = { version: record.version, step, at: Date.now() };
+      metrics().modelHeld(record.line, this.name, record.version, record.publishedAt);
       this.#log.info(
         `published model v${record.version} (step ${step}, ${(blob.length / 1024).toFixed(0)} KiB)`,
       );
