@@ -158,11 +158,16 @@ export class TrainerStage implements PipelineStage {
     const sameModel = local && JSON.stringify(local.model) === JSON.stringify(this.#config.model);
     if (local && sameModel && local.step > (published?.step ?? 0)) {
       published?.dispose();
-      this.#log.info(`resumed from the resume point at step ${local.step}`);
+      const version = this.#published ? ` (newer than model v${this.#published.version})` : "";
+      this.#log.info(`resumed from the resume point at step ${local.step}${version}`);
       return local;
     }
     local?.dispose();
-    return published ?? await createDetector(this.#config.model, this.#config.training);
+    if (published) {
+      this.#log.info(`resumed from model v${this.#published!.version} at step ${published.step}`);
+      return published;
+    }
+    return await createDetector(this.#config.model, this.#config.training);
   }
 
   async #resumeFromVersion(current: ModelVersionRecord | null): Promise<Detector | null> {
@@ -174,7 +179,6 @@ export class TrainerStage implements PipelineStage {
         if (JSON.stringify(detector.model) === JSON.stringify(model)) {
           this.#published = { version: current.version, step: current.step, at: Date.now() };
           metrics().modelHeld(current.line, this.name, current.version, current.publishedAt);
-          this.#log.info(`resumed from model v${current.version} at step ${detector.step}`);
           return detector;
         }
         detector.dispose();
