@@ -132,8 +132,10 @@ export class TrainerStage implements PipelineStage {
       this.#log.info(`buffer refilled with ${this.#refilled} recent images from the stream`);
     }
     const consumer = await this.#js.consumers.get(stream, TRAINER_CONSUMER);
+    // Two batches in flight: the trainer samples the line (no acks) into its bounded buffer,
+    // so more prefetch would only be overwritten before it is trained on.
     this.#messages = await consumer.consume({
-      max_messages: 64,
+      max_messages: 2 * this.#config.training.batchSize,
       callback: (message) => this.#receive(message),
     });
     if (this.#config.trainer.hygiene.rejectScoredAnomalous) {
