@@ -8,14 +8,21 @@ import { syntheticImages, tinyPipelineConfig } from "./helpers/pipeline_fixtures
 /** Longest wait for the line to answer everything after the last crash. */
 const SETTLE_MS = 240_000;
 
-/** A camera publishing `images` one by one until `done` (or the list ends), every `everyMs`. */
+/**
+ * A camera publishing `images` one by one, every `everyMs`, until stopped or the list ends. It
+ * retries an image the broker did not acknowledge (down, restarting) for up to 30 s, as a
+ * camera with a small local buffer does, so each phase of a test gets acknowledged images.
+ */
 function camera(line: CrashLine, images: { imageId: string; payload: Uint8Array }[], everyMs = 50) {
   let next = 0;
   let stop = false;
   const running = (async () => {
     while (!stop && next < images.length) {
       const image = images[next++];
-      await line.publish(image.imageId, image.payload);
+      const deadline = Date.now() + 30_000;
+      while (!await line.publish(image.imageId, image.payload) && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
       await new Promise((resolve) => setTimeout(resolve, everyMs));
     }
   })();
