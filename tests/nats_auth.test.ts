@@ -85,12 +85,17 @@ async function runIngest(
   args: string[],
   variables: Record<string, string> = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
+  return await runMain(["stage", "ingest", "--line", "demo", ...args], variables);
+}
+
+/** Runs `main.ts <args>` until its "running" line, then SIGINT (see {@link runIngest}). */
+async function runMain(
+  args: string[],
+  variables: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   const checkpoints = await Deno.makeTempDir({ prefix: "auth-ckpt-" });
   const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      ...["run", "-A", "main.ts", "stage", "ingest", "--line", "demo", "--progress", "0"],
-      ...["--checkpoints", checkpoints, ...args],
-    ],
+    args: ["run", "-A", "main.ts", ...args, "--progress", "0", "--checkpoints", checkpoints],
     env: { NO_COLOR: "1", ...variables },
     stdout: "piped",
     stderr: "piped",
@@ -101,7 +106,7 @@ async function runIngest(
   const reader = (async () => {
     for await (const chunk of child.stdout) {
       stdout += decoder.decode(chunk, { stream: true });
-      if (!signalled && /running ingest/.test(stdout)) {
+      if (!signalled && /: running /.test(stdout)) {
         signalled = true; // once: a second SIGINT forces the exit
         child.kill("SIGINT");
       }
@@ -119,7 +124,7 @@ async function runIngest(
 /** Asserts the CLI joined the server, served, and stopped cleanly. */
 function assertJoined(result: { code: number; stdout: string; stderr: string }): void {
   assert.equal(result.code, 0, `exit ${result.code}\n${result.stdout}\n${result.stderr}`);
-  assert.match(result.stdout, /line demo: running ingest/);
+  assert.match(result.stdout, /line \w+: running /);
   assert.match(result.stdout, /stopped cleanly/);
 }
 
@@ -268,4 +273,44 @@ Deno.test("TLS with client certificates: the stage joins; a wrong CA or no certi
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test({
+  name: "run: the whole line joins a server requiring TLS client certificates and a password",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "auth-run-" });
+    const files = await makeTlsFiles(dir);
+    await using server = await serverWith(
+      dir,
+      tlsServerBlock(files) +
+        '\nauthorization { users: [ { user: "line", password: "pw-9f3c1a77" } ] }',
+    );
+    // A small line (random teacher; no dashboard or metrics ports), served as `deno task run`.
+    const pipeline = {
+      line: "secured",
+      model: { teacher: { kind: "random_pdn", width: "tiny" }, aeLatent: 16 },
+      training: { batchSize: 4 },
+      metrics: { enabled: false },
+      dashboard: { enabled: false },
+    };
+    await Deno.writeTextFile(`${dir}/secured.json`, JSON.stringify(pipeline));
+    try {
+      const result = await runMain(["run", "--config", `${dir}/secured.json`], {
+        NATS_URL: server.url,
+        NATS_USER: "line",
+        NATS_PASSWORD: "pw-9f3c1a77",
+        NATS_CA: files.ca,
+        NATS_CERT: files.clientCert,
+        NATS_KEY: files.clientKey,
+      });
+      assertJoined(result);
+      assert.match(result.stdout, /running ingest, trainer, scorer/);
+      assert.match(result.stdout, /user "line" with password, TLS with client certificate/);
+      assert.ok(!(result.stdout + result.stderr).includes("pw-9f3c1a77"), "password printed");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });

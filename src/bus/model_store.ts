@@ -7,6 +7,7 @@
  */
 import { type JetStreamClient, type KV, type KvEntry, type ObjectStore } from "nats";
 import { z } from "zod/v4";
+import { ModelSignatureSchema, type ModelSigning, sha256Hex } from "./model_signing.ts";
 import {
   MODEL_VERSIONS_BUCKET,
   modelObjectBucket,
@@ -28,6 +29,10 @@ export const ModelVersionRecordSchema = z.object({
   /** Square input size the model scores. */
   imageSize: z.number().int().min(1),
   publishedAt: z.iso.datetime({ offset: true }),
+  /** SHA-256 of the state blob (hex). */
+  sha256: z.string().regex(/^[0-9a-f]{64}$/).optional(),
+  /** The trainer's signature over line, version and `sha256` (when a signing key is set). */
+  signature: ModelSignatureSchema.optional(),
 });
 /** A model version record. */
 export type ModelVersionRecord = z.infer<typeof ModelVersionRecordSchema>;
@@ -77,6 +82,7 @@ export class ModelStore {
   async publish(
     state: Uint8Array,
     info: { step: number; imageSize: number },
+    signing?: ModelSigning | null,
   ): Promise<ModelVersionRecord> {
     const key = modelVersionKey(this.line);
     const previous = await this.#kv.get(key);
@@ -96,7 +102,11 @@ export class ModelStore {
       bytes: state.length,
       imageSize: info.imageSize,
       publishedAt: new Date().toISOString(),
+      sha256: await sha256Hex(state),
     };
+    if (signing?.canSign) {
+      record.signature = await signing.sign(this.line, version, record.sha256!);
+    }
     const value = new TextEncoder().encode(JSON.stringify(record));
     try {
       if (previous && previous.operation === "PUT") {
@@ -116,9 +126,21 @@ export class ModelStore {
     return record;
   }
 
-  /** The state blob of a version, or null when it was pruned. */
-  async fetch(record: ModelVersionRecord): Promise<Uint8Array | null> {
-    return await this.#objects.getBlob(record.object);
+  /**
+   * The state blob of a version, or null when it was pruned. With `maxBytes`, an object
+   * larger than that is refused before it is read (throws {@link ModelTooLargeError}).
+   */
+  async fetch(record: ModelVersionRecord, maxBytes?: number): Promise<Uint8Array | null> {
+    if (maxBytes !== undefined) {
+      const info = await this.#objects.info(record.object);
+      if (!info || info.deleted) return null;
+      if (info.size > maxBytes) throw new ModelTooLargeError(info.size, maxBytes);
+    }
+    const blob = await this.#objects.getBlob(record.object);
+    if (blob && maxBytes !== undefined && blob.length > maxBytes) {
+      throw new ModelTooLargeError(blob.length, maxBytes);
+    }
+    return blob;
   }
 
   /** Deletes stored versions older than the newest `keep`. */
@@ -160,6 +182,15 @@ export class ModelStore {
       signal.removeEventListener("abort", stop);
       iterator.stop();
     }
+  }
+}
+
+/** A model object above the configured size cap. */
+export class ModelTooLargeError extends Error {
+  /** Creates the error. */
+  constructor(readonly bytes: number, readonly maxBytes: number) {
+    super(`it holds ${bytes} bytes, above the cap of ${maxBytes} (models.maxBytes)`);
+    this.name = "ModelTooLargeError";
   }
 }
 

@@ -54,6 +54,15 @@ export function alarmSubject(line: string): string {
 }
 
 /**
+ * Model versions of `line` a scorer or trainer refused (public, JSON, see
+ * `model_refusal.ts`): core NATS, for operators and monitoring.
+ */
+export function modelRefusedSubject(line: string): string {
+  assertLineName(line);
+  return `${SUBJECT_ROOT}.${line}.model.refused`;
+}
+
+/**
  * The heatmap of one scored image of `line` (public, PNG, see `heatmap.ts`):
  * `inspect.<line>.heatmap.<key>`, the key being {@link imageIdKey} of its Image-Id, so a consumer
  * fetches it by Image-Id (last message on that subject) without scanning the stream.

@@ -144,15 +144,45 @@ export async function firstUnusedPass(
   firstImageId: string | undefined,
 ): Promise<number> {
   if (firstImageId === undefined) return 1;
-  const kv = await connection.jetstream().views.kv(imageIdBucket(line), { bindOnly: true });
+  let kv;
   try {
+    kv = await connection.jetstream().views.kv(imageIdBucket(line), { bindOnly: true });
     await kv.status();
-  } catch {
+  } catch (error) {
+    if (isPermissionError(error)) {
+      throw new Error(
+        "these credentials may not read the line's Image-Id reservations (a camera role only " +
+          "publishes images): choose the pass with --first-pass K",
+      );
+    }
     return 1; // no ingest ever ran on this line: nothing is reserved
   }
   let pass = 1;
   while ((await kv.get(imageIdKey(passImageId(firstImageId, pass))))?.operation === "PUT") pass++;
   return pass;
+}
+
+/** True when NATS refused a request for lack of permission (e.g. on a camera role). */
+function isPermissionError(error: unknown): boolean {
+  const e = error as { code?: string; message?: string };
+  return e?.code === "PERMISSIONS_VIOLATION" || /permissions violation/i.test(e?.message ?? "");
+}
+
+/** Whether a stream captures `subject`; "unknown" when the credentials may not ask. */
+async function imageStreamExists(
+  connection: NatsConnection,
+  subject: string,
+): Promise<boolean | "unknown"> {
+  try {
+    const jsm = await connection.jetstreamManager();
+    return await jsm.streams.find(subject).then(() => true, (error) => {
+      if (isPermissionError(error)) throw error;
+      return false;
+    });
+  } catch (error) {
+    if (isPermissionError(error)) return "unknown";
+    throw error;
+  }
 }
 
 /** Entry point of `main.ts simulate`; returns the exit code (0 ok, 1 failure, 2 usage). */
@@ -191,9 +221,13 @@ export function simulateCommand(args: string[]): Promise<number> {
     try {
       const subject = imageSubject(values.line);
       if (!values["allow-no-stream"]) {
-        const jsm = await connection.jetstreamManager();
-        const captured = await jsm.streams.find(subject).then(() => true, () => false);
-        if (!captured) {
+        const captured = await imageStreamExists(connection, subject);
+        if (captured === "unknown") {
+          console.log(
+            "simulate: these credentials may not look up JetStream streams (a camera role only " +
+              `publishes images); publishing on ${subject} without checking that a stream captures it`,
+          );
+        } else if (!captured) {
           throw new Error(
             `no JetStream stream captures ${subject} on ${url}: start the pipeline first ` +
               `(deno task run, or main.ts run --line ${values.line}), or pass --allow-no-stream`,

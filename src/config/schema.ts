@@ -303,6 +303,20 @@ export const ImageLimitsSchema = z.object({
 export type ImageLimits = z.infer<typeof ImageLimitsSchema>;
 
 /**
+ * Model versions read from the bus are untrusted input (scorers, a restarting trainer): their
+ * size cap and whether a signing key is required. The key itself only ever comes from the
+ * environment (see `src/bus/model_signing.ts`).
+ */
+export const ModelObjectsSchema = z.object({
+  /** Largest model object accepted, in bytes; larger ones are refused before being read. */
+  maxBytes: z.number().int().positive().default(256 * 1024 ** 2),
+  /** Refuse to start when no model signing key is set in the environment. */
+  requireSignature: z.boolean().default(false),
+}).strict();
+/** Model object limits. */
+export type ModelObjectsConfig = z.infer<typeof ModelObjectsSchema>;
+
+/**
  * Heatmaps of scored images (`inspect.<line>.heatmap.*`, stream `INSPECT_<line>_HEATMAPS`): an
  * 8-bit PNG of the combined anomaly map per scored verdict. Their stream has its own, shorter
  * retention, as heatmaps matter while someone looks at the line.
@@ -358,6 +372,7 @@ export const PipelineSchema = z.object({
   streams: StreamLimitsSchema.default({}),
   images: ImageLimitsSchema.default({}),
   delivery: DeliverySchema.default({}),
+  models: ModelObjectsSchema.default({}),
   heatmaps: HeatmapsSchema.default({}),
   metrics: MetricsSchema.default({}),
   dashboard: DashboardSchema.default({}),

@@ -10,7 +10,12 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { z } from "zod";
-import { ModelSchema, TrainingSchema } from "../config/schema.ts";
+import {
+  type ModelConfig,
+  ModelSchema,
+  type TrainingConfig,
+  TrainingSchema,
+} from "../config/schema.ts";
 import { Detector } from "./detector.ts";
 
 /** Bumped whenever the checkpoint layout changes incompatibly. */
@@ -24,11 +29,43 @@ const HeaderSchema = z.object({
   /** Free-form label of this state (the pipeline's model version), if any. */
   label: z.string().optional(),
   createdAt: z.string(),
-  teacherStats: z.object({ mean: z.array(z.number()), std: z.array(z.number()) }).optional(),
-  mapQuantiles: z.object({ stA: z.number(), stB: z.number(), aeA: z.number(), aeB: z.number() })
+  teacherStats: z.object({ mean: z.array(z.number()), std: z.array(z.number()) }).strict()
     .optional(),
-  variables: z.array(z.object({ name: z.string(), shape: z.array(z.number().int()) })),
-});
+  mapQuantiles: z.object({ stA: z.number(), stB: z.number(), aeA: z.number(), aeB: z.number() })
+    .strict().optional(),
+  variables: z.array(
+    z.object({ name: z.string(), shape: z.array(z.number().int().min(0)) }).strict(),
+  ),
+}).strict();
+
+/** Why a checkpoint was refused (see {@link CheckpointError}). */
+export type CheckpointProblem =
+  /** Not a checkpoint, truncated, or a header outside the strict schema. */
+  | "malformed"
+  /** Another architecture than the configuration it must match (teacher included). */
+  | "architecture"
+  /** A weight or statistic is NaN or infinite. */
+  | "not_finite";
+
+/** A checkpoint that cannot be used; {@link problem} says why. */
+export class CheckpointError extends Error {
+  /** The kind of problem. */
+  readonly problem: CheckpointProblem;
+  /** Creates the error. */
+  constructor(problem: CheckpointProblem, message: string) {
+    super(message);
+    this.name = "CheckpointError";
+    this.problem = problem;
+  }
+}
+
+/** The configuration a checkpoint must have been made with, and builds its detector from. */
+export interface ExpectedArchitecture {
+  /** The line's own model configuration (teacher included; `backend` is this host's choice). */
+  model: ModelConfig;
+  /** The line's own training configuration. */
+  training: TrainingConfig;
+}
 
 /** The JSON part of a checkpoint. */
 export type CheckpointHeader = z.infer<typeof HeaderSchema>;
@@ -72,20 +109,29 @@ async function restore(
   headerJson: unknown,
   weights: Float32Array,
   source: string,
+  expected?: ExpectedArchitecture,
 ): Promise<Detector> {
   const parsed = HeaderSchema.safeParse(headerJson);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new Error(
+    throw new CheckpointError(
+      "malformed",
       `${source}: not a usable checkpoint (${issue.path.join(".") || "header"}: ${issue.message})`,
     );
   }
   const header = parsed.data;
-  const detector = await Detector.create(header.model, header.training);
+  if (expected) checkArchitecture(header.model, expected.model, source);
+  checkFinite(header, weights, source);
+  // With an expected architecture the detector (and so the teacher) comes from the local
+  // configuration, never from the blob.
+  const detector = expected
+    ? await Detector.create(expected.model, expected.training)
+    : await Detector.create(header.model, header.training);
   try {
     const named = detector.namedVariables();
     if (named.length !== header.variables.length) {
-      throw new Error(
+      throw new CheckpointError(
+        "architecture",
         `${source}: ${header.variables.length} variables stored, the configuration makes ${named.length}`,
       );
     }
@@ -93,19 +139,25 @@ async function restore(
     named.forEach(({ name, variable }, i) => {
       const stored = header.variables[i];
       if (stored.name !== name || stored.shape.join("x") !== variable.shape.join("x")) {
-        throw new Error(
+        throw new CheckpointError(
+          "architecture",
           `${source}: variable ${i} is ${stored.name} [${stored.shape}], expected ${name} [${variable.shape}]`,
         );
       }
       const size = variable.size;
-      if (offset + size > weights.length) throw new Error(`${source}: weights are truncated`);
+      if (offset + size > weights.length) {
+        throw new CheckpointError("malformed", `${source}: weights are truncated`);
+      }
       tf.tidy(() =>
         variable.assign(tf.tensor(weights.subarray(offset, offset + size), variable.shape))
       );
       offset += size;
     });
     if (offset !== weights.length) {
-      throw new Error(`${source}: ${weights.length - offset} unexpected trailing weights`);
+      throw new CheckpointError(
+        "malformed",
+        `${source}: ${weights.length - offset} unexpected trailing weights`,
+      );
     }
     if (header.teacherStats) {
       detector.setTeacherStats({
@@ -119,6 +171,49 @@ async function restore(
   } catch (error) {
     detector.dispose();
     throw error;
+  }
+}
+
+/**
+ * Refuses a header whose model differs from `expected` in anything but the backend: the
+ * network shapes, the seed and above all the teacher (a blob must not choose which model
+ * directory is loaded).
+ */
+function checkArchitecture(stored: ModelConfig, expected: ModelConfig, source: string): void {
+  const differing = (Object.keys({ ...stored, ...expected }) as (keyof ModelConfig)[])
+    .filter((key) => key !== "backend")
+    .filter((key) => JSON.stringify(stored[key]) !== JSON.stringify(expected[key]));
+  if (differing.length === 0) return;
+  const key = differing[0];
+  throw new CheckpointError(
+    "architecture",
+    `${source}: model.${key} is ${JSON.stringify(stored[key])}, this line's configuration has ` +
+      `${JSON.stringify(expected[key])}` +
+      (differing.length > 1 ? ` (also ${differing.slice(1).join(", ")})` : ""),
+  );
+}
+
+/** Every weight, teacher statistic and map quantile must be a finite number. */
+function checkFinite(header: CheckpointHeader, weights: Float32Array, source: string): void {
+  const bad = weights.findIndex((w) => !Number.isFinite(w));
+  if (bad >= 0) {
+    throw new CheckpointError(
+      "not_finite",
+      `${source}: weight ${bad} of ${weights.length} is ${weights[bad]}`,
+    );
+  }
+  const stats = header.teacherStats;
+  const numbers: [string, number[]][] = [
+    ["teacherStats.mean", stats?.mean ?? []],
+    ["teacherStats.std", stats?.std ?? []],
+    ["mapQuantiles", Object.values(header.mapQuantiles ?? {})],
+  ];
+  for (const [field, values] of numbers) {
+    // JSON has no NaN: a non-finite statistic arrives as null and fails the schema already;
+    // a huge exponent parses as Infinity and is caught here.
+    if (values.some((v) => !Number.isFinite(v))) {
+      throw new CheckpointError("not_finite", `${source}: ${field} holds a non-finite value`);
+    }
   }
 }
 
@@ -175,20 +270,33 @@ export function encodeCheckpoint(detector: Detector, label?: string): Uint8Array
   return out;
 }
 
-/** Decodes a blob made by {@link encodeCheckpoint}. */
+/**
+ * Decodes a blob made by {@link encodeCheckpoint}. With `expected`, the blob is untrusted
+ * input: its header must match the line's own architecture and the detector is built from
+ * `expected`, not from the blob. Throws a {@link CheckpointError} naming the problem.
+ */
 export async function decodeCheckpoint(
   bytes: Uint8Array,
   source = "checkpoint blob",
+  expected?: ExpectedArchitecture,
 ): Promise<Detector> {
   if (bytes.length < 8 || !MAGIC.every((b, i) => bytes[i] === b)) {
-    throw new Error(`${source}: not a detector checkpoint (bad magic)`);
+    throw new CheckpointError("malformed", `${source}: not a detector checkpoint (bad magic)`);
   }
   const headerLength = new DataView(bytes.buffer, bytes.byteOffset).getUint32(4, true);
   const weightsStart = 8 + headerLength;
   if (weightsStart > bytes.length || (bytes.length - weightsStart) % 4 !== 0) {
-    throw new Error(`${source}: truncated checkpoint`);
+    throw new CheckpointError("malformed", `${source}: truncated checkpoint`);
   }
-  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, weightsStart)));
+  let header: unknown;
+  try {
+    header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, weightsStart)));
+  } catch (error) {
+    throw new CheckpointError(
+      "malformed",
+      `${source}: header is not JSON (${(error as Error).message})`,
+    );
+  }
   const weights = new Float32Array(bytes.slice(weightsStart).buffer);
-  return await restore(header, weights, source);
+  return await restore(header, weights, source, expected);
 }

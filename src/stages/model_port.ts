@@ -59,3 +59,20 @@ export function imageBatches(
 export function liveTensors(): number {
   return tf.memory().numTensors;
 }
+
+/**
+ * Restores a detector from an untrusted blob: strict header, the line's own architecture
+ * (the detector and its teacher are built from `model`/`training`, never from the blob),
+ * finite weights and statistics. Throws a `CheckpointError` naming the problem.
+ */
+export async function detectorFromUntrustedBlob(
+  blob: Uint8Array,
+  source: string,
+  model: ModelConfig,
+  training: TrainingConfig,
+): Promise<Detector> {
+  return await decodeCheckpoint(blob, source, { model, training });
+}
+
+export { CheckpointError } from "../model/checkpoint.ts";
+export { referenceScoreProblem } from "../model/reference_scores.ts";

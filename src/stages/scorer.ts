@@ -43,13 +43,7 @@ import {
   type VerdictContext,
   warmingUpVerdict,
 } from "../bus/verdict.ts";
-import {
-  type Detector,
-  detectorFromBlob,
-  imagesToBatch,
-  liveTensors,
-  useBackend,
-} from "./model_port.ts";
+import { type Detector, imagesToBatch, liveTensors, useBackend } from "./model_port.ts";
 import {
   errorText,
   type PipelineStage,
@@ -60,6 +54,7 @@ import {
 } from "./stage.ts";
 import { blockThread, failingImageIds, InjectedFault, scoringDelayMs } from "./faults.ts";
 import { ScoreWindow } from "./threshold.ts";
+import { ModelGate } from "./model_admission.ts";
 import { Wakeup } from "./wakeup.ts";
 
 /** A loaded model version. */
@@ -102,6 +97,7 @@ export class ScorerStage implements PipelineStage {
   #js?: JetStreamClient;
   #jsm?: JetStreamManager;
   #models?: ModelStore;
+  #gate?: ModelGate;
   #current: LoadedModel | null = null;
   #next: LoadedModel | null = null;
   #ledger?: VerdictLedger;
@@ -153,6 +149,13 @@ export class ScorerStage implements PipelineStage {
     );
     this.#models = await ModelStore.open(this.#js, line, streams.replicas);
     this.#ledger = await VerdictLedger.open(this.#js, line, streams);
+    this.#gate = await ModelGate.open({
+      connection: this.#nc,
+      config: this.#config,
+      models: this.#models,
+      stage: "scorer",
+      log: this.#log,
+    });
     // Load the current version before the first batch, so a restart does not answer
     // `warming_up` for a line whose model exists.
     const current = await this.#models.current();
@@ -247,21 +250,10 @@ export class ScorerStage implements PipelineStage {
   async #load(record: ModelVersionRecord): Promise<void> {
     const newest = Math.max(this.#current?.version ?? 0, this.#next?.version ?? 0);
     if (record.version <= newest) return;
-    if (record.imageSize !== this.#config.model.imageSize) {
-      this.#log.warn(
-        `model v${record.version} scores ${record.imageSize}px images, this line decodes ` +
-          `${this.#config.model.imageSize}px; ignored`,
-      );
-      return;
-    }
     try {
-      const blob = await this.#models!.fetch(record);
-      if (!blob) throw new Error("it is no longer stored");
-      const detector = await detectorFromBlob(blob, `line ${record.line} model v${record.version}`);
-      if (!detector.warm) {
-        detector.dispose();
-        throw new Error("it has no map normalisation");
-      }
+      // Untrusted input: a refused version leaves the current one serving.
+      const detector = await this.#gate!.admit(record, this.#current?.version ?? null);
+      if (!detector) return;
       const queued = this.#next;
       this.#next = { version: record.version, publishedAt: record.publishedAt, detector };
       queued?.detector.dispose();
@@ -504,9 +496,20 @@ export class ScorerStage implements PipelineStage {
       } finally {
         tensor.dispose();
       }
-      this.#window.add(reports.map((r) => r.score));
+      this.#window.add(reports.map((r) => r.score).filter(Number.isFinite));
       const threshold = this.#window.threshold();
       readable.forEach((r, i) => {
+        const { score, stScore, aeScore } = reports[i];
+        // No verdict ever carries a non-finite number: such an image is not scorable.
+        if (![score, stScore, aeScore, threshold].every(Number.isFinite)) {
+          verdicts[r.index] = rejectedVerdict(
+            r.context,
+            r.imageId,
+            "not_scorable",
+            `model v${model.version} gave a non-finite score for this image`,
+          );
+          return;
+        }
         const findings = localise({
           line,
           imageId: r.imageId,
@@ -578,6 +581,7 @@ export class ScorerStage implements PipelineStage {
         ackWaitMs: this.#ackWait?.ackWaitMs ?? null,
         slowestBatchMs: this.#ackWait?.slowestStepMs ?? null,
         queuedVersion: this.#next?.version ?? null,
+        ...(this.#gate?.statusDetails() ?? { refusedVersions: 0, lastRefusal: null }),
         tensors: liveTensors(),
       },
     };

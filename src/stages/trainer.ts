@@ -36,7 +36,6 @@ import { trainStepFromBuffer } from "./buffer_training.ts";
 import {
   createDetector,
   type Detector,
-  detectorFromBlob,
   detectorToBlob,
   imageBatches,
   liveTensors,
@@ -54,6 +53,7 @@ import {
 } from "./stage.ts";
 import { Wakeup, yieldToEventLoop } from "./wakeup.ts";
 import { loadResumePoint, recentDecodedImages, saveResumePoint } from "./trainer_resume.ts";
+import { ModelGate } from "./model_admission.ts";
 
 /** Options of {@link TrainerStage}. */
 export interface TrainerStageOptions extends StageOptions {
@@ -78,6 +78,7 @@ export class TrainerStage implements PipelineStage {
   #js?: JetStreamClient;
   #jsm?: JetStreamManager;
   #models?: ModelStore;
+  #gate?: ModelGate;
   #detector?: Detector;
   #messages?: ConsumerMessages;
   /** The line's verdicts, when hygiene takes the published model's second opinion. */
@@ -116,6 +117,13 @@ export class TrainerStage implements PipelineStage {
     await ensureLineStreams(this.#jsm, line, streams, { warn: (m) => this.#log.warn(m) });
     const stream = await ensureDurableConsumer(this.#jsm, line, TRAINER_CONSUMER);
     this.#models = await ModelStore.open(this.#js, line, streams.replicas);
+    this.#gate = await ModelGate.open({
+      connection: this.#nc,
+      config: this.#config,
+      models: this.#models,
+      stage: "trainer",
+      log: this.#log,
+    });
     this.#detector = await this.#resumeOrCreate(await this.#models.current());
     this.#refilled = await recentDecodedImages(
       this.#js,
@@ -173,24 +181,15 @@ export class TrainerStage implements PipelineStage {
   }
 
   async #resumeFromVersion(current: ModelVersionRecord | null): Promise<Detector | null> {
-    const { model, line } = this.#config;
     if (current) {
-      const blob = await this.#models!.fetch(current);
-      if (blob) {
-        const detector = await detectorFromBlob(blob, `line ${line} model v${current.version}`);
-        if (JSON.stringify(detector.model) === JSON.stringify(model)) {
-          this.#published = { version: current.version, step: current.step, at: Date.now() };
-          metrics().modelHeld(current.line, this.name, current.version, current.publishedAt);
-          return detector;
-        }
-        detector.dispose();
-        this.#log.warn(
-          `model v${current.version} was trained with another model configuration; ` +
-            "starting a fresh model (versions keep counting)",
-        );
-      } else {
-        this.#log.warn(`model v${current.version} is no longer stored; starting a fresh model`);
+      // The current version is untrusted input like any other (see model_admission.ts).
+      const detector = await this.#gate!.admit(current, null);
+      if (detector) {
+        this.#published = { version: current.version, step: current.step, at: Date.now() };
+        metrics().modelHeld(current.line, this.name, current.version, current.publishedAt);
+        return detector;
       }
+      this.#log.warn(`not resuming from model v${current.version} (versions keep counting)`);
     }
     return null;
   }
@@ -319,7 +318,11 @@ export class TrainerStage implements PipelineStage {
       const step = detector.step;
       const nextVersion = (this.#published?.version ?? 0) + 1;
       const blob = detectorToBlob(detector, `${this.#config.line} v${nextVersion}`);
-      const record = await this.#models!.publish(blob, { step, imageSize: size });
+      const record = await this.#models!.publish(
+        blob,
+        { step, imageSize: size },
+        this.#gate!.signing,
+      );
       this.#published = { version: record.version, step, at: Date.now() };
       metrics().modelHeld(record.line, this.name, record.version, record.publishedAt);
       this.#log.info(
@@ -400,6 +403,7 @@ export class TrainerStage implements PipelineStage {
         refilled: this.#refilled,
         warmupSteps: this.#config.trainer.warmupSteps,
         tensors: liveTensors(),
+        ...(this.#gate?.statusDetails() ?? { refusedVersions: 0, lastRefusal: null }),
       },
     };
   }
