@@ -8,35 +8,41 @@ import { syntheticImages, tinyPipelineConfig } from "./helpers/pipeline_fixtures
 /** Longest wait for the line to answer everything after the last crash. */
 const SETTLE_MS = 240_000;
 
+/** Most images a test camera publishes (a stuck line fails the test, not the machine). */
+const CAMERA_MAX_IMAGES = 3_000;
+
 /**
- * A camera publishing `images` one by one, every `everyMs`, until stopped or the list ends. It
- * retries an image the broker did not acknowledge (down, restarting) for up to 30 s, as a
- * camera with a small local buffer does, so each phase of a test gets acknowledged images.
+ * A camera publishing the fixture `payloads` in turn under fresh Image-Ids (`cam-<n>`), one every
+ * `everyMs`, until {@link finish}. It retries an image the broker did not acknowledge (down,
+ * restarting) for up to 30 s, as a camera with a small local buffer does. Tests move from one
+ * crash to the next with {@link more}, so every crash happens mid-stream whatever the speed.
  */
-function camera(line: CrashLine, images: { imageId: string; payload: Uint8Array }[], everyMs = 50) {
-  let next = 0;
+function camera(line: CrashLine, payloads: Uint8Array[], everyMs = 100) {
+  let sent = 0;
   let stop = false;
   const running = (async () => {
-    while (!stop && next < images.length) {
-      const image = images[next++];
+    while (!stop && sent < CAMERA_MAX_IMAGES) {
+      const imageId = `cam-${sent}`;
+      const payload = payloads[sent++ % payloads.length];
       const deadline = Date.now() + 30_000;
-      while (!await line.publish(image.imageId, image.payload) && Date.now() < deadline) {
+      while (!await line.publish(imageId, payload) && Date.now() < deadline && !stop) {
         await new Promise((resolve) => setTimeout(resolve, 250));
       }
       await new Promise((resolve) => setTimeout(resolve, everyMs));
     }
   })();
   return {
-    /** Images published (acked or not) so far. */
+    /** Images published (acknowledged or not) so far. */
     get sent() {
-      return next;
+      return sent;
     },
-    /** Waits until at least `count` images were sent. */
-    async reach(count: number) {
+    /** Waits until the broker has acknowledged `count` more images than now. */
+    async more(count: number) {
+      const target = line.acked.length + count;
       await waitUntil(
-        () => next >= count || next >= images.length,
+        () => line.acked.length >= target,
         120_000,
-        `${count} images sent`,
+        `${target} acknowledged images`,
       );
     },
     /** Stops and waits for the last publication. */
@@ -44,7 +50,6 @@ function camera(line: CrashLine, images: { imageId: string; payload: Uint8Array 
       stop = true;
       await running;
     },
-    done: running,
   };
 }
 
@@ -62,11 +67,11 @@ Deno.test({
       trainer: { checkpointEverySeconds: 1 },
     });
     await using line = await CrashLine.start(config);
-    const images = await syntheticImages(160);
+    const payloads = (await syntheticImages(40)).map((image) => image.payload);
     const ingest1 = await line.startStage("ingest");
     const trainer1 = await line.startStage("trainer");
     const scorer1 = await line.startStage("scorer");
-    const cam = camera(line, images);
+    const cam = camera(line, payloads);
 
     // The trainer publishes a version; then it is killed mid-training.
     await waitUntil(
@@ -74,14 +79,14 @@ Deno.test({
       120_000,
       "a first model version",
     );
-    await cam.reach(40);
+    await cam.more(10);
     await scorer1.kill9();
     await ingest1.kill9();
     await new Promise((resolve) => setTimeout(resolve, 3_000)); // longer than the dedupe window
     await line.startStage("ingest");
     await line.startStage("scorer");
 
-    await cam.reach(70);
+    await cam.more(10);
     const before = (await line.versionHistory()).at(-1)!;
     await trainer1.kill9();
     const trainer2 = await line.startStage("trainer");
@@ -94,11 +99,11 @@ Deno.test({
     assert.match(await line.logs("trainer"), /resumed from (model v\d+|the resume point)/);
 
     // The broker itself: kill -9, down longer than the dedupe window, back on the same store.
-    await cam.reach(100);
+    await cam.more(10);
     await line.killBroker();
     await new Promise((resolve) => setTimeout(resolve, 3_000));
     await line.restartBroker();
-    const ackedBeforeRestart = line.acked.length;
+    await cam.more(10); // acknowledged by the restarted broker
     await cam.finish();
 
     const verdicts = await line.waitForVerdicts(SETTLE_MS);
@@ -107,14 +112,11 @@ Deno.test({
     const settled = await line.verdicts();
     assert.ok(settled.length >= verdicts.length);
     const byId = exactlyOncePerImage(line.acked, line.attempted, settled);
-    assert.ok(line.acked.length >= 40, `acked ${line.acked.length} of ${cam.sent}`);
     assert.ok(settled.every((v) => v.status !== "rejected"), "crashes reject no image");
     assert.ok(
       [...byId.values()].some((v) => v.status === "scored"),
       "the restarted line scores with a model",
     );
-    // Images acknowledged by the restarted broker were answered too (checked above).
-    assert.ok(line.acked.length > ackedBeforeRestart, "the camera published after the restart");
 
     // No version lost or overwritten: the pointer's history counts up by one, each version
     // in its own object, and the current one is stored.
@@ -181,24 +183,23 @@ Deno.test({
     });
     await using line = await CrashLine.start(config, { nodes: 3 });
     const jsm = await line.jsm();
-    const images = await syntheticImages(90);
+    const payloads = (await syntheticImages(40)).map((image) => image.payload);
     await line.startStage("ingest");
     await line.startStage("scorer");
     const stored = await jsm.streams.info("INSPECT_cluster_IMAGES");
     assert.equal(stored.config.num_replicas, 3, "streams are replicated");
     assert.equal(stored.cluster?.replicas?.length, 2, "two followers besides the leader");
-    const cam = camera(line, images);
-    await cam.reach(30);
-    const ackedBeforeKill = line.acked.length;
+    const cam = camera(line, payloads);
+    await cam.more(20);
     await line.killBroker(1);
-    await cam.reach(60);
+    await cam.more(10); // acknowledged by the two nodes left
     await line.restartBroker(1);
+    await cam.more(10);
     await cam.finish();
     await line.waitForVerdicts(SETTLE_MS);
     await new Promise((resolve) => setTimeout(resolve, 4_000));
     const verdicts = await line.verdicts();
     exactlyOncePerImage(line.acked, line.attempted, verdicts);
-    assert.ok(line.acked.length > ackedBeforeKill, `acked ${line.acked.length} of ${cam.sent}`);
     assert.ok(verdicts.every((v) => v.status !== "rejected"), "the node's loss rejects nothing");
     const bucket = await jsm.streams.info("KV_inspect-image-ids-cluster");
     assert.equal(bucket.config.num_replicas, 3, "the Image-Id ledger is replicated");

@@ -12,6 +12,9 @@
 import { type JetStreamManager, type JsMsg, nanos, NatsError } from "nats";
 import type { DeliveryConfig } from "../config/schema.ts";
 
+/** ack_wait is raised only when the wanted value exceeds the current one by this factor. */
+const RAISE_MARGIN = 1.2;
+
 /** Longest delay before a failed message is tried again. */
 export const MAX_RETRY_DELAY_MS = 30_000;
 
@@ -59,8 +62,8 @@ export function progressIntervalMs(ackWaitMs: number): number {
 
 /**
  * Tracks the slowest step (e.g. one scored batch) and raises the durable consumer's
- * `ack_wait` to `ackWaitPerStep ×` that time when the consumer's is lower, never lowering it
- * (another process of the line may be slower).
+ * `ack_wait` to `ackWaitPerStep ×` that time when that is at least 20 % above the consumer's,
+ * never lowering it (another process of the line may be slower).
  */
 export class AckWaitTuner {
   readonly #jsm: JetStreamManager;
@@ -105,7 +108,8 @@ export class AckWaitTuner {
     const wanted = Math.ceil(
       Math.max(this.#config.minAckWaitSeconds * 1000, this.#config.ackWaitPerStep * stepMs),
     );
-    if (wanted <= this.#ackWaitMs || this.#updating) return null;
+    // Raise by a margin, not on every slightly slower batch (each raise is an API call).
+    if (wanted <= RAISE_MARGIN * this.#ackWaitMs || this.#updating) return null;
     this.#ackWaitMs = wanted;
     this.#updating = this.#jsm.consumers
       .update(this.#stream, this.#durable, { ack_wait: nanos(wanted) })

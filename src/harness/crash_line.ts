@@ -4,6 +4,7 @@
  * JetStream cluster of several on loopback), so that any of them, a broker node included, can
  * be killed with SIGKILL and started again on the same store and port. A camera publishes with JetStream acknowledgements and remembers which
  * images the broker acknowledged: those are the images the line owes exactly one verdict.
+ * With `KEEP_CRASH_DIR=1` the work directory (stage logs, broker store) is kept for a look.
  *
  * @module
  */
@@ -126,7 +127,9 @@ export class CrashLine implements AsyncDisposable {
   /** Writes the pipeline file and starts the broker (no stage yet). */
   static async start(config: PipelineConfig, options: CrashLineOptions = {}): Promise<CrashLine> {
     const dir = await Deno.makeTempDir({ prefix: "crash-line-" });
-    await Deno.writeTextFile(`${dir}/pipeline.json`, JSON.stringify(config, null, 2));
+    // Several stage processes on one machine: each serves its metrics on a free port.
+    const file = { ...config, metrics: { ...config.metrics, port: 0 } };
+    await Deno.writeTextFile(`${dir}/pipeline.json`, JSON.stringify(file, null, 2));
     const nodes = await startBroker(dir, options.nodes ?? 1);
     const line = new CrashLine(config, dir, nodes, options.env ?? {});
     line.#nc = await connectNats(natsTargetOf(line.url), {
