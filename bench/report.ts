@@ -89,6 +89,7 @@ export function benchCommand(): string {
     "stream.ts": "bench:stream",
     "chaos.ts": "bench:chaos",
     "speed.ts": "bench:speed",
+    "heatmap_cost.ts": "bench:heatmap",
   }[file];
   const base = task ? `deno task ${task}` : `deno run -A bench/${file}`;
   return [base, ...Deno.args].join(" ");

@@ -81,6 +81,19 @@ Deno.test({
       assert.match(missing.body, /no heatmap for nope/);
       assert.equal((await get("/api/image/99", { headers: bearer })).status, 404);
       assert.equal((await get("/nothing", { headers: bearer })).status, 404);
+
+      // A page left open does not keep the dashboard from stopping.
+      const live = await fetch(`${dashboard.url}/api/events`, { headers: bearer });
+      assert.equal(live.headers.get("content-type"), "text/event-stream");
+      const reader = live.body!.getReader();
+      const first = new TextDecoder().decode((await reader.read()).value);
+      assert.match(first, /^retry: 2000/);
+      const closed = await Promise.race([
+        dashboard.close().then(() => "closed"),
+        new Promise((resolve) => setTimeout(() => resolve("hung"), 10_000)),
+      ]);
+      assert.equal(closed, "closed");
+      while (!(await reader.read()).done) { /* drain to the end the server sent */ }
     } finally {
       await dashboard.close();
       await nc.close();

@@ -10,6 +10,7 @@ import { ensureNatsServer, NATS_INSTALL_HINT } from "../pipeline/nats_server.ts"
 import { DEFAULT_CHECKPOINT_DIR, runPipeline } from "../pipeline/run.ts";
 import type { StageName } from "../stages/stage.ts";
 import { type Dashboard, startDashboard } from "../observe/dashboard/server.ts";
+import { PortInUseError } from "../observe/http.ts";
 import { positiveNumber, UsageError } from "../streams/cli_support.ts";
 import {
   describeNats,
@@ -147,8 +148,13 @@ export async function servePipeline(
         });
         console.log(`line ${config.line}: dashboard at ${dashboard.url}/`);
       } catch (error) {
-        await pipeline.stop().catch(() => undefined);
-        throw error;
+        // A taken port costs the view, not the inspection; a refused configuration stops.
+        if (error instanceof PortInUseError) {
+          console.warn(`${error.message}; running without a dashboard`);
+        } else {
+          await pipeline.stop().catch(() => undefined);
+          throw error;
+        }
       }
     }
     const stopped = new Promise<"signal">((resolve) =>
