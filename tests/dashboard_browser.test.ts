@@ -15,6 +15,7 @@ import { replayStream } from "../src/streams/replay.ts";
 import { startTestNatsServer } from "../src/harness/nats_server.ts";
 import { control } from "../src/harness/bus.ts";
 import { launchChromium } from "../src/harness/browser.ts";
+import { passSuffix } from "../src/harness/line.ts";
 import { tinyPipelineConfig } from "./helpers/pipeline_fixtures.ts";
 
 Deno.test({
@@ -50,13 +51,19 @@ Deno.test({
       pollSeconds: 1,
     });
     const feeding = new AbortController();
-    const camera = replayStream({
-      connection: nc,
-      dir: "fixtures/synthetic-line",
-      line,
-      pacing: { kind: "rate", hz: 10 },
-      signal: feeding.signal,
-    });
+    // The camera keeps publishing (pass after pass) until the test ends, however slow the line.
+    const camera = (async () => {
+      for (let pass = 1; !feeding.signal.aborted; pass++) {
+        await replayStream({
+          connection: nc,
+          dir: "fixtures/synthetic-line",
+          line,
+          idSuffix: passSuffix(pass),
+          pacing: { kind: "rate", hz: 10 },
+          signal: feeding.signal,
+        });
+      }
+    })();
     const chromium = await launchChromium();
     try {
       const page = await chromium.browser.newPage();
@@ -88,6 +95,11 @@ Deno.test({
         return [heat.naturalWidth, heat.naturalHeight];
       })()`);
       assert.deepEqual(heatSize, [256, 256]);
+      // The feed follows the line live (SSE): a newer verdict takes the top row.
+      const top = String(await text("#feed tr td.id"));
+      await waitFor(
+        `document.querySelector("#feed tr td.id")?.textContent !== ${JSON.stringify(top)}`,
+      );
       const badge = String(await text("#feed tr .badge"));
       assert.ok(["anomalous", "normal", "warming up"].includes(badge), badge);
       // Charts drew; model versions are listed.

@@ -4,7 +4,8 @@
  * in batches with the current model version and publishes one verdict per image. Before the
  * first version exists verdicts are `warming_up`.
  *
- * Hot swap: a watcher loads each new version in the background; the swap happens between two
+ * Hot swap: a watcher loads each new version and builds its scoring session (ONNX Runtime by
+ * default, see `src/model/engine.ts`) in the background; the swap happens between two
  * batches, so no image is dropped and none waits longer than the batch in hand. Messages are
  * acknowledged only after their verdicts are stored and recorded in the verdict ledger, so a
  * redelivered message whose verdict exists is acknowledged without a second one, however late
@@ -43,7 +44,14 @@ import {
   type VerdictContext,
   warmingUpVerdict,
 } from "../bus/verdict.ts";
-import { type Detector, imagesToBatch, liveTensors, useBackend } from "./model_port.ts";
+import {
+  type Detector,
+  liveTensors,
+  prepareScoringEngines,
+  type ScoringEngine,
+  type ScoringEngines,
+  useBackend,
+} from "./model_port.ts";
 import {
   errorText,
   type PipelineStage,
@@ -57,11 +65,12 @@ import { ScoreWindow } from "./threshold.ts";
 import { ModelGate } from "./model_admission.ts";
 import { Wakeup } from "./wakeup.ts";
 
-/** A loaded model version. */
+/** A loaded model version and the scoring session built from it. */
 interface LoadedModel {
   version: number;
   publishedAt: string;
   detector: Detector;
+  engine: ScoringEngine;
 }
 
 /** A heatmap to publish before its verdict. */
@@ -103,6 +112,7 @@ export class ScorerStage implements PipelineStage {
   #ledger?: VerdictLedger;
   #ackWait?: AckWaitTuner;
   #alarm?: BacklogAlarm;
+  #engines?: ScoringEngines;
   #queue: JsMsg[] = [];
   /** Messages pulled and not yet acked or nak'ed: they get progress acks. */
   readonly #inHand: JsMsg[] = [];
@@ -135,6 +145,8 @@ export class ScorerStage implements PipelineStage {
   async start(): Promise<void> {
     const { line, streams, model, heatmaps } = this.#config;
     await useBackend(model.backend);
+    this.#engines = await prepareScoringEngines(this.#config.inference, model, this.#log.warn);
+    this.#log.info(`scoring with ${this.#engines.description}`);
     this.#jsm = await this.#nc.jetstreamManager();
     this.#js = this.#nc.jetstream();
     await ensureLineStreams(this.#jsm, line, streams, {
@@ -254,9 +266,17 @@ export class ScorerStage implements PipelineStage {
       // Untrusted input: a refused version leaves the current one serving.
       const detector = await this.#gate!.admit(record, this.#current?.version ?? null);
       if (!detector) return;
+      // The session is built here, in the background, while the current version scores.
+      let engine: ScoringEngine;
+      try {
+        engine = await this.#engines!.build(detector, `${record.line} v${record.version}`);
+      } catch (error) {
+        detector.dispose();
+        throw error;
+      }
       const queued = this.#next;
-      this.#next = { version: record.version, publishedAt: record.publishedAt, detector };
-      queued?.detector.dispose();
+      this.#next = { version: record.version, publishedAt: record.publishedAt, detector, engine };
+      await release(queued);
       this.#wakeup.notify();
     } catch (error) {
       this.#log.warn(`cannot load model v${record.version}: ${errorText(error)}`);
@@ -264,12 +284,12 @@ export class ScorerStage implements PipelineStage {
   }
 
   /** Makes the queued version current (between batches). */
-  #swapIfReady(): void {
+  async #swapIfReady(): Promise<void> {
     if (!this.#next) return;
     const previous = this.#current;
     this.#current = this.#next;
     this.#next = null;
-    previous?.detector.dispose();
+    await release(previous);
     this.#swaps++;
     const { version, publishedAt } = this.#current;
     metrics().modelHeld(this.#config.line, this.name, version, publishedAt);
@@ -284,7 +304,7 @@ export class ScorerStage implements PipelineStage {
     const { batchSize } = this.#config.scorer;
     while (!this.#stopping) {
       // Swapping here, between batches (or while idle), never holds up an image.
-      this.#swapIfReady();
+      await this.#swapIfReady();
       if (this.#queue.length === 0) {
         await this.#wakeup.wait(1_000);
         continue;
@@ -315,10 +335,11 @@ export class ScorerStage implements PipelineStage {
     if (this.#delayMs > 0) blockThread(this.#delayMs);
     let judged: (Judged | null)[];
     try {
-      judged = judgedEach(this.#judge(messages));
+      judged = judgedEach(await this.#judge(messages));
     } catch (error) {
       this.#log.warn(`scoring a batch failed: ${errorText(error)}; scoring its images one by one`);
-      judged = messages.map((message) => this.#judgeAlone(message));
+      judged = [];
+      for (const message of messages) judged.push(await this.#judgeAlone(message));
     }
     const raised = this.#ackWait!.record(performance.now() - started);
     if (raised !== null) {
@@ -329,9 +350,9 @@ export class ScorerStage implements PipelineStage {
   }
 
   /** One message scored alone; null when scoring it fails before its last delivery. */
-  #judgeAlone(message: JsMsg): Judged | null {
+  async #judgeAlone(message: JsMsg): Promise<Judged | null> {
     try {
-      return judgedEach(this.#judge([message]))[0];
+      return judgedEach(await this.#judge([message]))[0];
     } catch (error) {
       const why = errorText(error);
       if (!isLastDelivery(message, this.#config.delivery.maxDeliver)) {
@@ -440,11 +461,11 @@ export class ScorerStage implements PipelineStage {
   }
 
   /** One verdict per message, in order, and the heatmap of each scored one. */
-  #judge(messages: JsMsg[]): {
+  async #judge(messages: JsMsg[]): Promise<{
     verdicts: Verdict[];
     heatmaps: (PendingHeatmap | null)[];
     receivedAt: (Date | null)[];
-  } {
+  }> {
     const size = this.#config.model.imageSize;
     const line = this.#config.line;
     const verdicts: (Verdict | null)[] = [];
@@ -489,13 +510,7 @@ export class ScorerStage implements PipelineStage {
     });
     const model = this.#current;
     if (readable.length > 0 && model) {
-      const tensor = imagesToBatch(readable.map((r) => r.pixels), size);
-      let reports;
-      try {
-        reports = model.detector.scoreWithMaps(tensor);
-      } finally {
-        tensor.dispose();
-      }
+      const reports = await model.engine.scoreWithMaps(readable.map((r) => r.pixels));
       this.#window.add(reports.map((r) => r.score).filter(Number.isFinite));
       const threshold = this.#window.threshold();
       readable.forEach((r, i) => {
@@ -581,6 +596,7 @@ export class ScorerStage implements PipelineStage {
         ackWaitMs: this.#ackWait?.ackWaitMs ?? null,
         slowestBatchMs: this.#ackWait?.slowestStepMs ?? null,
         queuedVersion: this.#next?.version ?? null,
+        engine: this.#engines?.description ?? null,
         ...(this.#gate?.statusDetails() ?? { refusedVersions: 0, lastRefusal: null }),
         tensors: liveTensors(),
       },
@@ -600,8 +616,8 @@ export class ScorerStage implements PipelineStage {
     for (const message of this.#queue.splice(0)) message.nak();
     await this.#watcher;
     await this.#nc.flush();
-    this.#current?.detector.dispose();
-    this.#next?.detector.dispose();
+    await release(this.#current);
+    await release(this.#next);
     this.#current = this.#next = null;
   }
 }
@@ -615,4 +631,11 @@ function judgedEach(
     heatmap: batch.heatmaps[i],
     receivedAt: batch.receivedAt[i],
   }));
+}
+
+/** Frees a model version's session and detector. */
+async function release(model: LoadedModel | null): Promise<void> {
+  if (!model) return;
+  await model.engine.dispose();
+  model.detector.dispose();
 }
