@@ -22,6 +22,8 @@ export interface NatsServerHandle {
   storeDir: string;
   /** Stops the server (SIGTERM, then waits for it to exit). */
   stop(): Promise<void>;
+  /** Makes the server re-read its configuration file (SIGHUP), e.g. after a credential change. */
+  reload(): void;
   /** Authorization and permission errors the server logged so far (for security tests). */
   readonly violations: readonly string[];
 }
@@ -135,6 +137,9 @@ export async function startNatsServer(options: StartNatsServerOptions): Promise<
     port: listeningPort,
     storeDir: options.storeDir,
     violations,
+    reload() {
+      child.kill("SIGHUP");
+    },
     stop() {
       stopped ??= (async () => {
         try {
