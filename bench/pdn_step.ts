@@ -41,6 +41,11 @@ export class PdnPair {
     this.#optimizer = tf.train.adam(LEARNING_RATE, 0.9, 0.999, 1e-8);
   }
 
+  /** The frozen teacher's weights (exported to ONNX for the engine comparison). */
+  get teacher(): PdnParams {
+    return this.#teacher;
+  }
+
   /** Teacher forward pass only (the peer's `fwd` mode); blocks until the result is computed. */
   forward(x: tf.Tensor4D): void {
     const out = pdnForward(this.#teacher, x);

@@ -88,6 +88,7 @@ export function benchCommand(): string {
     "accuracy_seeds.ts": "bench:accuracy:seeds",
     "stream.ts": "bench:stream",
     "speed.ts": "bench:speed",
+    "heatmap_cost.ts": "bench:heatmap",
   }[file];
   const base = task ? `deno task ${task}` : `deno run -A bench/${file}`;
   return [base, ...Deno.args].join(" ");

@@ -21,16 +21,12 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import {
-  type BackendName,
-  BackendSchema,
-  ModelSchema,
-  PdnWidthSchema,
-} from "../src/config/schema.ts";
+import { BackendSchema, ModelSchema, PdnWidthSchema } from "../src/config/schema.ts";
 import type {
   MemoryRunJob,
   MemoryRunResult,
   MemorySample,
+  SpeedBackend,
   SpeedCase,
   SpeedMeasurement,
   SpeedMetric,
@@ -51,6 +47,7 @@ import {
   writeResultText,
 } from "./report.ts";
 import { secondsSince } from "./timing.ts";
+import { ortBackendName, ortThreadsOf } from "./speed_ort.ts";
 import {
   DEFAULT_PIPELINE_OPTIONS,
   type PipelineBenchOptions,
@@ -91,7 +88,7 @@ export interface SpeedOptions {
   /** Parts to run; the others are kept from the previous results. */
   sections: SpeedSection[];
   /** Backends to try, in order. */
-  backends: BackendName[];
+  backends: SpeedBackend[];
   /** Cases by name. */
   cases: SpeedCase[];
   /** Most timed calls per measurement after the first call. */
@@ -115,7 +112,7 @@ export interface SpeedEntry {
   /** Case name. */
   caseName: string;
   /** Requested backend. */
-  backend: BackendName;
+  backend: SpeedBackend;
   /** What was timed. */
   metric: SpeedMetric;
   /** Images per call (below 8 only where batch 8 ran out of memory). */
@@ -225,7 +222,7 @@ export async function runSpeed(options: SpeedOptions): Promise<SpeedReport> {
   const start = performance.now();
   const entries: SpeedEntry[] = [];
   const peer: PeerEntry[] = [];
-  const unavailable = new Map<BackendName, string>();
+  const unavailable = new Map<SpeedBackend, string>();
   const log = (text: string) => console.log(`[${secondsSince(start)} s] ${text}`);
   const run = (section: SpeedSection) => options.sections.includes(section);
   const peerProblem = options.peer && run("nets") ? await ensureTorch(log) : null;
@@ -296,13 +293,13 @@ function isOutOfMemory(note: string | undefined): boolean {
 async function measureEntry(
   { speedCase, backend, metric, batch }: {
     speedCase: SpeedCase;
-    backend: BackendName;
+    backend: SpeedBackend;
     metric: SpeedMetric;
     batch: number;
   },
   options: SpeedOptions,
   done: readonly SpeedEntry[],
-  unavailable: Map<BackendName, string>,
+  unavailable: Map<SpeedBackend, string>,
 ): Promise<SpeedEntry> {
   const base = {
     caseName: speedCase.name,
@@ -357,7 +354,7 @@ async function measureEntry(
  */
 function skipReason(
   speedCase: SpeedCase,
-  backend: BackendName,
+  backend: SpeedBackend,
   metric: SpeedMetric,
   options: SpeedOptions,
   done: readonly SpeedEntry[],
@@ -615,7 +612,8 @@ async function readPreviousReport(): Promise<SpeedReport | null> {
 }
 
 const USAGE = `deno task bench:speed [options]
-  --backends a,b      backends to try (default wasm,cpu,webgpu,tensorflow,tensorflow-gpu)
+  --backends a,b      backends to try (default wasm,onnxruntime-1t,onnxruntime-2t,cpu,webgpu,
+                      tensorflow,tensorflow-gpu); onnxruntime-Nt is ONNX Runtime, N threads
   --cases a,b         default,paper (default both)
   --max-calls N       timed calls per measurement after the warm-up (default 3)
   --budget-s S        stop repeating after S s of timed calls (default 30)
@@ -638,7 +636,10 @@ export function parseSpeedArgs(args: string[]): SpeedOptions {
     args,
     strict: true,
     options: {
-      backends: { type: "string", default: "wasm,cpu,webgpu,tensorflow,tensorflow-gpu" },
+      backends: {
+        type: "string",
+        default: "wasm,onnxruntime-1t,onnxruntime-2t,cpu,webgpu,tensorflow,tensorflow-gpu",
+      },
       cases: { type: "string", default: "default,paper" },
       "max-calls": { type: "string", default: "3" },
       "budget-s": { type: "string", default: "30" },
@@ -681,7 +682,7 @@ export function parseSpeedArgs(args: string[]): SpeedOptions {
   }
   return {
     sections,
-    backends: values.backends.split(",").map((b) => BackendSchema.parse(b.trim())),
+    backends: values.backends.split(",").map((b) => parseSpeedBackend(b.trim())),
     cases,
     maxCalls: Math.round(number(values["max-calls"], "max-calls", 1)),
     budgetSeconds: number(values["budget-s"], "budget-s", 0),
@@ -750,3 +751,19 @@ export async function speedMain(args: string[]): Promise<number> {
 }
 
 if (import.meta.main) Deno.exit(await speedMain(Deno.args));
+
+/** A `--backends` entry: a tfjs backend name or `onnxruntime-Nt`. */
+function parseSpeedBackend(name: string): SpeedBackend {
+  const threads = ortThreadsOf(name);
+  if (threads !== null) {
+    if (threads < 1) throw new Error(`--backends: ${name} needs at least 1 thread`);
+    return ortBackendName(threads) as SpeedBackend;
+  }
+  const parsed = BackendSchema.safeParse(name);
+  if (!parsed.success) {
+    throw new Error(
+      `--backends: unknown backend "${name}" (${BackendSchema.options.join(", ")}, onnxruntime-Nt)`,
+    );
+  }
+  return parsed.data;
+}

@@ -13,6 +13,7 @@ import {
   type SpeedMeasurement,
 } from "./speed_measure.ts";
 import { serveChildJob } from "./child_process.ts";
+import { measureOrtSpeed, ortThreadsOf } from "./speed_ort.ts";
 
 /** The job a speed child runs. */
 export type SpeedChildJob =
@@ -21,6 +22,10 @@ export type SpeedChildJob =
 
 if (import.meta.main) {
   await serveChildJob<SpeedChildJob, SpeedMeasurement | MemoryRunResult>((message) =>
-    message.kind === "speed" ? measureSpeed(message.job) : memoryRun(message.job)
+    message.kind === "memory"
+      ? memoryRun(message.job)
+      : ortThreadsOf(message.job.backend) === null
+      ? measureSpeed(message.job)
+      : measureOrtSpeed(message.job, ortThreadsOf(message.job.backend)!)
   );
 }

@@ -33,10 +33,13 @@ export interface SpeedCase {
 /** What can be timed. */
 export type SpeedMetric = "pdnTrainStep" | "pdnForward" | "detectorTrainStep" | "detectorScore";
 
+/** A tfjs backend, or ONNX Runtime with N threads (`onnxruntime-Nt`, see `speed_ort.ts`). */
+export type SpeedBackend = BackendName | `onnxruntime-${number}t`;
+
 /** One timing job. */
 export interface SpeedJob {
-  /** tfjs backend. */
-  backend: BackendName;
+  /** tfjs backend, or ONNX Runtime. */
+  backend: SpeedBackend;
   /** Network configuration. */
   speedCase: SpeedCase;
   /** What to time. */
@@ -58,7 +61,7 @@ export type SpeedMeasurement =
 export async function measureSpeed(job: SpeedJob): Promise<SpeedMeasurement> {
   let active: string;
   try {
-    active = await initBackend(job.backend);
+    active = await initBackend(job.backend as BackendName);
   } catch (error) {
     return { ok: false, unavailable: true, reason: describe(error) };
   }
@@ -84,7 +87,7 @@ export async function measureSpeed(job: SpeedJob): Promise<SpeedMeasurement> {
       case "detectorTrainStep":
       case "detectorScore": {
         const detector = await Detector.create(
-          ModelSchema.parse({ backend: job.backend, imageSize, studentWidth }),
+          ModelSchema.parse({ backend: job.backend as BackendName, imageSize, studentWidth }),
           TrainingSchema.parse({ batchSize: Math.max(2, job.batch) }),
         );
         try {

@@ -77,3 +77,26 @@ export function timeAdaptive(
   }
   return { firstCallMs, medianMs: median(samplesMs), minMs: Math.min(...samplesMs), samplesMs };
 }
+
+/** {@link timeAdaptive} for calls that finish asynchronously (e.g. an ONNX Runtime run). */
+export async function timeAdaptiveAsync(
+  fn: () => Promise<unknown>,
+  { maxCalls, budgetMs }: { maxCalls: number; budgetMs: number },
+): Promise<AdaptiveTiming> {
+  if (!Number.isInteger(maxCalls) || maxCalls < 1) {
+    throw new RangeError(`maxCalls must be a positive integer, got ${maxCalls}`);
+  }
+  const first = performance.now();
+  await fn();
+  const firstCallMs = performance.now() - first;
+  const samplesMs: number[] = [];
+  let spent = 0;
+  while (samplesMs.length < maxCalls && (samplesMs.length === 0 || spent < budgetMs)) {
+    const start = performance.now();
+    await fn();
+    const ms = performance.now() - start;
+    samplesMs.push(ms);
+    spent += ms;
+  }
+  return { firstCallMs, medianMs: median(samplesMs), minMs: Math.min(...samplesMs), samplesMs };
+}

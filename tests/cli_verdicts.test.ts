@@ -11,6 +11,15 @@ Deno.test("verdict summaries show id, status, score against threshold and the fl
     modelVersion: 3,
   });
   assert.equal(summarise(scored), "cam1-0007  scored  0.212 / 0.150  ANOMALOUS  (model v3)");
+  const located = JSON.stringify({
+    ...JSON.parse(scored),
+    region: { x: 40, y: 12, width: 30, height: 8 },
+    anomalousFraction: 0.0123,
+  });
+  assert.equal(
+    summarise(located),
+    "cam1-0007  scored  0.212 / 0.150  ANOMALOUS  at x 40 y 12 30×8 px, 1.2 % above  (model v3)",
+  );
   const rejected = JSON.stringify({
     imageId: null,
     imageSeq: 12,

@@ -126,10 +126,16 @@ Deno.test({
       const scorer = pipeline.stage("scorer")!;
       await waitUntil(async () => (await scorer.status()).modelVersion !== null, 120_000, "v1");
       await pipeline.stage("trainer")!.pause(); // only forgeries from now on
-      const serving = (await scorer.status()).modelVersion!;
 
       const models = await ModelStore.open(nc.jetstream(), line);
       const current = (await models.current())!;
+      // The trainer may have published once more before it paused: serve that version first.
+      await waitUntil(
+        async () => (await scorer.status()).modelVersion === current.version,
+        120_000,
+        `the scorer on v${current.version}`,
+      );
+      const serving = current.version;
       assert.ok(current.signature, "the trainer signs what it publishes");
       const genuine = (await models.fetch(current))!;
       const key = await hmacSigning(SECRET);

@@ -10,6 +10,8 @@ import type { StageStatus } from "../src/stages/stage.ts";
 import { startTestNatsServer } from "../src/harness/nats_server.ts";
 import { control, publishImage, waitForStreamCount, waitUntil } from "../src/harness/bus.ts";
 import { syntheticImages, tinyPipelineConfig } from "./helpers/pipeline_fixtures.ts";
+import { PipelineMetrics } from "../src/observe/metrics.ts";
+import { rejectedVerdict, scoredVerdict } from "../src/bus/verdict.ts";
 
 /** Samples of a text exposition: `name{labels}` → value (HELP/TYPE lines checked apart). */
 function parseExposition(text: string): Map<string, number> {
@@ -112,4 +114,50 @@ Deno.test({
       await Deno.remove(checkpointDir, { recursive: true });
     }
   },
+});
+
+Deno.test("PipelineMetrics: hygiene, defect rate, rejections, anomalous rate and model age", async () => {
+  const m = new PipelineMetrics();
+  m.trainingStep({
+    line: "u",
+    step: 3,
+    losses: { total: 2.5, st: 2, ae: 0.3, stae: 0.2 },
+    batch: ["a", "b", "c", "d"],
+    downWeighted: ["a", "b"],
+    rejected: ["a"],
+    readmitted: ["z"],
+    defectRate: 0.07,
+    hygiene: { rejected: 1, refusedByCap: 0, readmitted: 1, quarantined: 0 },
+    modelVersion: null,
+    at: new Date().toISOString(),
+  });
+  const context = { line: "u", imageSeq: 1, capturedAt: null };
+  const fields = { stScore: 0, aeScore: 0, threshold: 0.5, modelVersion: 1 };
+  const now = Date.now();
+  m.verdictStored("scorer", scoredVerdict(context, "x", { ...fields, score: 0.9 }), null);
+  m.verdictStored(
+    "scorer",
+    scoredVerdict(context, "y", { ...fields, score: 0.1 }),
+    new Date(now - 250),
+    now,
+  );
+  m.verdictStored("ingest", rejectedVerdict(context, "z", "too_large", "big"), null);
+  m.modelHeld("u", "scorer", 4, new Date(now - 30_000).toISOString());
+  const samples = parseExposition(await m.registry.metrics());
+  assert.equal(samples.get('inspect_hygiene_images_total{line="u",action="rejected"}'), 1);
+  assert.equal(samples.get('inspect_hygiene_images_total{line="u",action="readmitted"}'), 1);
+  assert.equal(samples.get('inspect_atdr_down_weighted_total{line="u"}'), 2);
+  assert.equal(samples.get('inspect_defect_rate_estimate{line="u"}'), 0.07);
+  assert.equal(samples.get('inspect_training_loss{line="u",term="stae"}'), 0.2);
+  assert.equal(samples.get('inspect_rejections_total{line="u",code="too_large"}'), 1);
+  assert.equal(samples.get('inspect_anomalous_rate{line="u"}'), 0.5);
+  assert.equal(samples.get('inspect_threshold{line="u"}'), 0.5);
+  assert.equal(
+    samples.get('inspect_verdict_latency_seconds_bucket{le="0.25",line="u",status="scored"}'),
+    1,
+  );
+  assert.equal(samples.get('inspect_verdict_latency_seconds_count{line="u",status="scored"}'), 1);
+  assert.equal(samples.get('inspect_model_version{line="u",stage="scorer"}'), 4);
+  const age = samples.get('inspect_model_age_seconds{line="u",stage="scorer"}')!;
+  assert.ok(age >= 30 && age < 60, `age ${age}`);
 });

@@ -71,7 +71,7 @@ export const HeatmapRefSchema = z.object({
   height: z.number().int().min(1),
   scaleMax: z.number().positive().describe(
     "Byte b stands for the map value b / 255 * scaleMax (linear from 0; negative values are " +
-      "0, values above scaleMax are 255); scaleMax = max(2 * threshold, score).",
+      "0, values above scaleMax are 255); scaleMax = max(2 * threshold, score), or 1 when that is not positive.",
   ),
 });
 /** A heatmap reference. */

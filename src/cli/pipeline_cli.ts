@@ -10,6 +10,7 @@ import { ensureNatsServer, NATS_INSTALL_HINT } from "../pipeline/nats_server.ts"
 import { DEFAULT_CHECKPOINT_DIR, runPipeline } from "../pipeline/run.ts";
 import type { StageName } from "../stages/stage.ts";
 import { type Dashboard, startDashboard } from "../observe/dashboard/server.ts";
+import { PortInUseError } from "../observe/http.ts";
 import { positiveNumber, UsageError } from "../streams/cli_support.ts";
 import {
   describeNats,
@@ -98,6 +99,9 @@ export async function servePipeline(
     : values.progress === "0"
     ? 0
     : positiveNumber("progress", values.progress);
+  // Port options are checked before anything connects or starts.
+  const metricsPort = portOption("metrics-port", values["metrics-port"]);
+  const dashboardPort = portOption("dashboard-port", values["dashboard-port"]);
   const target = natsTarget(values);
   let nats;
   try {
@@ -125,7 +129,7 @@ export async function servePipeline(
       workers,
       checkpointDir: values.checkpoints ?? DEFAULT_CHECKPOINT_DIR,
       progressIntervalMs: progressSeconds * 1000,
-      metricsPort: portOption("metrics-port", values["metrics-port"]),
+      metricsPort,
     });
     console.log(
       `line ${config.line}: running ${pipeline.stages.join(", ")} ` +
@@ -133,7 +137,6 @@ export async function servePipeline(
         `${nats.child ? nats.url : describeNats(target)}; Ctrl-C stops`,
     );
     if (pipeline.metricsUrl) console.log(`line ${config.line}: metrics at ${pipeline.metricsUrl}`);
-    const dashboardPort = portOption("dashboard-port", values["dashboard-port"]);
     let dashboard: Dashboard | undefined;
     if (serve.dashboard && config.dashboard.enabled && dashboardPort !== null) {
       try {
@@ -147,8 +150,13 @@ export async function servePipeline(
         });
         console.log(`line ${config.line}: dashboard at ${dashboard.url}/`);
       } catch (error) {
-        await pipeline.stop().catch(() => undefined);
-        throw error;
+        // A taken port costs the view, not the inspection; a refused configuration stops.
+        if (error instanceof PortInUseError) {
+          console.warn(`${error.message}; running without a dashboard`);
+        } else {
+          await pipeline.stop().catch(() => undefined);
+          throw error;
+        }
       }
     }
     const stopped = new Promise<"signal">((resolve) =>

@@ -62,7 +62,10 @@ export function verdictsCommand(args: string[]): Promise<number> {
   });
 }
 
-/** `id  status  score/threshold  flag` — or the raw text if it is not a verdict. */
+/**
+ * `id  status  score/threshold  flag`, with the region of an anomalous image — or the raw text
+ * if it is not a verdict.
+ */
 export function summarise(text: string): string {
   let verdict: Record<string, unknown>;
   try {
@@ -76,7 +79,15 @@ export function summarise(text: string): string {
     const score = Number(verdict.score).toFixed(3);
     const threshold = Number(verdict.threshold).toFixed(3);
     const flag = verdict.anomalous ? "ANOMALOUS" : "ok";
-    return `${id}  scored  ${score} / ${threshold}  ${flag}  (model v${verdict.modelVersion})`;
+    const region = verdict.region as
+      | { x: number; y: number; width: number; height: number }
+      | null
+      | undefined;
+    const where = region
+      ? `  at x ${region.x} y ${region.y} ${region.width}×${region.height} px` +
+        `, ${(100 * Number(verdict.anomalousFraction ?? 0)).toFixed(1)} % above`
+      : "";
+    return `${id}  scored  ${score} / ${threshold}  ${flag}${where}  (model v${verdict.modelVersion})`;
   }
   if (status === "rejected") {
     const error = verdict.error as { code?: string; message?: string } | undefined;

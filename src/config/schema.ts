@@ -246,6 +246,25 @@ export const ScorerStageSchema = z.object({
 /** Scorer stage configuration. */
 export type ScorerStageConfig = z.infer<typeof ScorerStageSchema>;
 
+/**
+ * The engine that scores images (scorer stage, `main.ts score`, benchmarks). `auto` (default)
+ * is ONNX Runtime on the CPU — about 4× tfjs-wasm on the same network (README, speed) — unless
+ * `model.backend` is a GPU backend of tfjs; where ORT cannot load (no FFI permission, no native
+ * library, no AVX2) scoring falls back to tfjs with one log line. Training stays on tfjs.
+ */
+export const InferenceSchema = z.object({
+  engine: z.enum(["auto", "onnxruntime", "tfjs"]).default("auto"),
+  /**
+   * ONNX Runtime intra-op threads. `auto`: every core for a scorer alone in its process; under
+   * `run`, which also trains in the same process, the cores less the trainer's one.
+   */
+  threads: z.union([z.literal("auto"), z.number().int().min(1).max(256)]).default("auto"),
+  /** ONNX Runtime execution provider; `cuda` needs ORT's CUDA libraries (an error says so). */
+  device: z.enum(["cpu", "cuda"]).default("cpu"),
+}).strict();
+/** Inference engine configuration. */
+export type InferenceConfig = z.infer<typeof InferenceSchema>;
+
 /** Retention of the line's JetStream streams (images, decoded images, verdicts, training events). */
 export const StreamLimitsSchema = z.object({
   /** Oldest message kept, in seconds (also how long an Image-Id stays reserved). */
@@ -337,6 +356,7 @@ export const PipelineSchema = z.object({
   training: TrainingSchema.default({}),
   trainer: TrainerStageSchema.default({}),
   scorer: ScorerStageSchema.default({}),
+  inference: InferenceSchema.default({}),
   streams: StreamLimitsSchema.default({}),
   images: ImageLimitsSchema.default({}),
   models: ModelObjectsSchema.default({}),

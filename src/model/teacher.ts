@@ -19,7 +19,7 @@ import * as tf from "@tensorflow/tfjs";
 import { Buffer } from "node:buffer";
 import { MobileNetV2Model } from "nsfwjs/models/mobilenet_v2";
 import type { PdnWidth, TeacherConfig } from "../config/schema.ts";
-import { createPdn, pdnForward, pdnOutputSize, pdnVariables } from "./pdn.ts";
+import { createPdn, pdnForward, pdnOutputSize, type PdnParams, pdnVariables } from "./pdn.ts";
 import { resizeBilinear } from "./resize.ts";
 import { withoutGradient } from "./stop_gradient.ts";
 
@@ -36,9 +36,23 @@ export interface Teacher {
    * `[B, S/4, S/4, channels]`. Gradients do not flow through it; the caller owns the result.
    */
   extract(images: tf.Tensor4D): tf.Tensor4D;
+  /** The network behind the taps, for exporting the teacher to another engine (ONNX). */
+  readonly network: TeacherNetwork;
   /** Frees the teacher's weights. */
   dispose(): void;
 }
+
+/** Pixel mapping applied before a teacher network. */
+export type InputRange = "minus1to1" | "zero1" | "imagenet";
+
+/**
+ * What a teacher runs, as exporters need it: a Keras LayersModel whose outputs are the taps,
+ * the PDN of `random_pdn`, or a network no exporter reads (a GraphModel), with the reason.
+ */
+export type TeacherNetwork =
+  | { kind: "layers"; model: tf.LayersModel; range: InputRange }
+  | { kind: "pdn"; params: PdnParams; range: InputRange }
+  | { kind: "opaque"; reason: string };
 
 /**
  * The default MobileNetV2 taps: `block_2_add` (stride 4, 24 ch: edges/texture at the
@@ -80,11 +94,9 @@ export async function loadTeacher(cfg: TeacherConfig, imageSize: number): Promis
 /** Runs a network on mapped input and returns its raw tap maps (any resolution). */
 type TapRunner = (input: tf.Tensor4D) => tf.Tensor4D[];
 
-/** Pixel mapping applied before a network. */
-type InputRange = "minus1to1" | "zero1" | "imagenet";
-
-const IMAGENET_MEAN = [0.485, 0.456, 0.406];
-const IMAGENET_STD = [0.229, 0.224, 0.225];
+/** ImageNet channel means and stds of the `imagenet` input range. */
+export const IMAGENET_MEAN = [0.485, 0.456, 0.406];
+export const IMAGENET_STD = [0.229, 0.224, 0.225];
 
 function mapInput(images: tf.Tensor4D, range: InputRange): tf.Tensor4D {
   switch (range) {
@@ -109,6 +121,7 @@ function assembleTeacher(
   range: InputRange,
   imageSize: number,
   release: () => void,
+  network: TeacherNetwork,
 ): Teacher {
   const grid = pdnOutputSize(imageSize);
   const features = (images: tf.Tensor4D): tf.Tensor4D =>
@@ -143,6 +156,7 @@ function assembleTeacher(
       // Untaped and gradient-free even when called inside tf.variableGrads.
       return withoutGradient(features, images);
     },
+    network,
     dispose: release,
   };
 }
@@ -202,6 +216,7 @@ async function loadMobileNetTeacher(taps: string[], imageSize: number): Promise<
     "minus1to1", // Keras MobileNetV2 preprocessing: x / 127.5 − 1.
     imageSize,
     () => model.dispose(),
+    { kind: "layers", model, range: "minus1to1" },
   );
 }
 
@@ -312,6 +327,7 @@ async function layersTeacher(
     range,
     imageSize,
     () => full.dispose(),
+    { kind: "layers", model, range },
   );
 }
 
@@ -333,6 +349,7 @@ async function graphTeacher(
     range,
     imageSize,
     () => model.dispose(),
+    { kind: "opaque", reason: "a tfjs GraphModel teacher has no layer graph to export" },
   );
 }
 
@@ -344,9 +361,10 @@ function assembleChecked(
   range: InputRange,
   imageSize: number,
   release: () => void,
+  network: TeacherNetwork,
 ): Teacher {
   try {
-    return assembleTeacher(name, taps, run, range, imageSize, release);
+    return assembleTeacher(name, taps, run, range, imageSize, release, network);
   } catch (error) {
     release();
     throw new Error(
@@ -442,6 +460,7 @@ function randomPdnTeacher(width: PdnWidth, seed: number, imageSize: number): Tea
     "minus1to1", // the range the detector feeds its own PDN student
     imageSize,
     () => tf.dispose(pdnVariables(pdn)),
+    { kind: "pdn", params: pdn, range: "minus1to1" },
   );
 }
 

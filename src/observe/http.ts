@@ -15,6 +15,15 @@ export interface HttpEndpoint {
   close(): Promise<void>;
 }
 
+/** The port asked for is taken by another process. */
+export class PortInUseError extends Error {
+  /** Creates the error. */
+  constructor(message: string) {
+    super(message);
+    this.name = "PortInUseError";
+  }
+}
+
 /** True for names that only this machine can reach. */
 export function isLoopback(hostname: string): boolean {
   return hostname === "localhost" || hostname === "::1" || hostname === "[::1]" ||
@@ -24,7 +33,8 @@ export function isLoopback(hostname: string): boolean {
 /**
  * Binds `handler` on `hostname:port`.
  *
- * @throws Error naming what to change when the port is taken or the address cannot be bound.
+ * @throws PortInUseError when the port is taken; Error naming the address when it cannot be
+ *   bound otherwise.
  */
 export function listen(
   what: string,
@@ -36,10 +46,13 @@ export function listen(
   try {
     server = Deno.serve({ hostname, port, onListen: () => {} }, handler);
   } catch (error) {
-    const reason = error instanceof Deno.errors.AddrInUse
-      ? `port ${port} is in use (choose another port, or 0 for any free one)`
-      : (error as Error).message;
-    throw new Error(`${what}: cannot listen on ${hostname}:${port}: ${reason}`);
+    const prefix = `${what}: cannot listen on ${hostname}:${port}`;
+    if (error instanceof Deno.errors.AddrInUse) {
+      throw new PortInUseError(
+        `${prefix}: port ${port} is in use (choose another port, or 0 for any free one)`,
+      );
+    }
+    throw new Error(`${prefix}: ${(error as Error).message}`);
   }
   const bound = server.addr.port;
   const host = server.addr.hostname.includes(":")

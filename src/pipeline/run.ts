@@ -11,6 +11,7 @@ import { type StageEndpoints, startControlService } from "../bus/control.ts";
 import { STAGE_NAMES, type StageName, type StageStatus } from "../stages/stage.ts";
 import { progressLine, type StatusSample } from "./progress.ts";
 import { type StageHandle, startLocalStage, startWorkerStage } from "./stage_host.ts";
+import { withScorerThreads } from "./cores.ts";
 import { scrapeMetricsJson, startMetricsEndpoint } from "../observe/metrics_endpoint.ts";
 import type { MetricsJson } from "../observe/metrics.ts";
 import type { HttpEndpoint } from "../observe/http.ts";
@@ -79,9 +80,10 @@ export const DEFAULT_CHECKPOINT_DIR = "data/checkpoints";
 
 /** Starts the pipeline; resolves once every stage runs and the control service answers. */
 export async function runPipeline(options: RunPipelineOptions): Promise<RunningPipeline> {
-  const { config, natsUrl } = options;
+  const { natsUrl } = options;
   const names = STAGE_NAMES.filter((name) => (options.stages ?? STAGE_NAMES).includes(name));
   if (names.length === 0) throw new Error("no stage to run");
+  const config = withScorerThreads(options.config, names);
   const checkpointDir = options.checkpointDir ?? DEFAULT_CHECKPOINT_DIR;
   const start = options.workers === false ? startLocalStage : startWorkerStage;
   const log = options.log ?? ((line: string) => console.log(line));

@@ -12,6 +12,7 @@ import { batchesOf, toBatch } from "../model/batches.ts";
 import { initBackend } from "../model/backend.ts";
 
 export type { Detector };
+export { prepareScoringEngines, type ScoringEngine, type ScoringEngines } from "../model/engine.ts";
 
 /** Activates the configured tfjs backend in this thread (each Worker has its own). */
 export async function useBackend(name: BackendName): Promise<string> {

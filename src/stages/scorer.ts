@@ -4,7 +4,8 @@
  * in batches with the current model version and publishes one verdict per image. Before the
  * first version exists verdicts are `warming_up`.
  *
- * Hot swap: a watcher loads each new version in the background; the swap happens between two
+ * Hot swap: a watcher loads each new version and builds its scoring session (ONNX Runtime by
+ * default, see `src/model/engine.ts`) in the background; the swap happens between two
  * batches, so no image is dropped and none waits longer than the batch in hand. Messages are
  * acknowledged only after their verdicts are stored; a redelivered message's verdict carries
  * the same `Nats-Msg-Id` and JetStream drops the copy.
@@ -35,7 +36,14 @@ import {
   type VerdictContext,
   warmingUpVerdict,
 } from "../bus/verdict.ts";
-import { type Detector, imagesToBatch, liveTensors, useBackend } from "./model_port.ts";
+import {
+  type Detector,
+  liveTensors,
+  prepareScoringEngines,
+  type ScoringEngine,
+  type ScoringEngines,
+  useBackend,
+} from "./model_port.ts";
 import {
   errorText,
   type PipelineStage,
@@ -48,11 +56,12 @@ import { ScoreWindow } from "./threshold.ts";
 import { ModelGate } from "./model_admission.ts";
 import { Wakeup } from "./wakeup.ts";
 
-/** A loaded model version. */
+/** A loaded model version and the scoring session built from it. */
 interface LoadedModel {
   version: number;
   publishedAt: string;
   detector: Detector;
+  engine: ScoringEngine;
 }
 
 /** A heatmap to publish before its verdict. */
@@ -82,6 +91,7 @@ export class ScorerStage implements PipelineStage {
   #gate?: ModelGate;
   #current: LoadedModel | null = null;
   #next: LoadedModel | null = null;
+  #engines?: ScoringEngines;
   #messages?: ConsumerMessages;
   #queue: JsMsg[] = [];
   readonly #wakeup = new Wakeup();
@@ -105,6 +115,8 @@ export class ScorerStage implements PipelineStage {
   async start(): Promise<void> {
     const { line, streams, model, heatmaps } = this.#config;
     await useBackend(model.backend);
+    this.#engines = await prepareScoringEngines(this.#config.inference, model, this.#log.warn);
+    this.#log.info(`scoring with ${this.#engines.description}`);
     this.#jsm = await this.#nc.jetstreamManager();
     this.#js = this.#nc.jetstream();
     await ensureLineStreams(this.#jsm, line, streams, heatmaps.enabled ? heatmaps : undefined);
@@ -156,9 +168,17 @@ export class ScorerStage implements PipelineStage {
       // Untrusted input: a refused version leaves the current one serving.
       const detector = await this.#gate!.admit(record, this.#current?.version ?? null);
       if (!detector) return;
+      // The session is built here, in the background, while the current version scores.
+      let engine: ScoringEngine;
+      try {
+        engine = await this.#engines!.build(detector, `${record.line} v${record.version}`);
+      } catch (error) {
+        detector.dispose();
+        throw error;
+      }
       const queued = this.#next;
-      this.#next = { version: record.version, publishedAt: record.publishedAt, detector };
-      queued?.detector.dispose();
+      this.#next = { version: record.version, publishedAt: record.publishedAt, detector, engine };
+      await release(queued);
       this.#wakeup.notify();
     } catch (error) {
       this.#log.warn(`cannot load model v${record.version}: ${errorText(error)}`);
@@ -166,12 +186,12 @@ export class ScorerStage implements PipelineStage {
   }
 
   /** Makes the queued version current (between batches). */
-  #swapIfReady(): void {
+  async #swapIfReady(): Promise<void> {
     if (!this.#next) return;
     const previous = this.#current;
     this.#current = this.#next;
     this.#next = null;
-    previous?.detector.dispose();
+    await release(previous);
     this.#swaps++;
     const { version, publishedAt } = this.#current;
     metrics().modelHeld(this.#config.line, this.name, version, publishedAt);
@@ -186,7 +206,7 @@ export class ScorerStage implements PipelineStage {
     const { batchSize } = this.#config.scorer;
     while (!this.#stopping) {
       // Swapping here, between batches (or while idle), never holds up an image.
-      this.#swapIfReady();
+      await this.#swapIfReady();
       if (this.#queue.length === 0) {
         await this.#wakeup.wait(1_000);
         continue;
@@ -202,7 +222,7 @@ export class ScorerStage implements PipelineStage {
     let heatmaps: (PendingHeatmap | null)[];
     let receivedAt: (Date | null)[];
     try {
-      ({ verdicts, heatmaps, receivedAt } = this.#judge(messages));
+      ({ verdicts, heatmaps, receivedAt } = await this.#judge(messages));
     } catch (error) {
       this.#retried += messages.length;
       this.#log.warn(`scoring failed: ${errorText(error)}; retrying the batch`);
@@ -235,11 +255,11 @@ export class ScorerStage implements PipelineStage {
   }
 
   /** One verdict per message, in order, and the heatmap of each scored one. */
-  #judge(messages: JsMsg[]): {
+  async #judge(messages: JsMsg[]): Promise<{
     verdicts: Verdict[];
     heatmaps: (PendingHeatmap | null)[];
     receivedAt: (Date | null)[];
-  } {
+  }> {
     const size = this.#config.model.imageSize;
     const line = this.#config.line;
     const verdicts: (Verdict | null)[] = [];
@@ -283,13 +303,7 @@ export class ScorerStage implements PipelineStage {
     });
     const model = this.#current;
     if (readable.length > 0 && model) {
-      const tensor = imagesToBatch(readable.map((r) => r.pixels), size);
-      let reports;
-      try {
-        reports = model.detector.scoreWithMaps(tensor);
-      } finally {
-        tensor.dispose();
-      }
+      const reports = await model.engine.scoreWithMaps(readable.map((r) => r.pixels));
       this.#window.add(reports.map((r) => r.score).filter(Number.isFinite));
       const threshold = this.#window.threshold();
       readable.forEach((r, i) => {
@@ -369,6 +383,7 @@ export class ScorerStage implements PipelineStage {
         swaps: this.#swaps,
         retried: this.#retried,
         queuedVersion: this.#next?.version ?? null,
+        engine: this.#engines?.description ?? null,
         ...(this.#gate?.statusDetails() ?? { refusedVersions: 0, lastRefusal: null }),
         tensors: liveTensors(),
       },
@@ -385,8 +400,15 @@ export class ScorerStage implements PipelineStage {
     for (const message of this.#queue.splice(0)) message.nak();
     await this.#watcher;
     await this.#nc.flush();
-    this.#current?.detector.dispose();
-    this.#next?.detector.dispose();
+    await release(this.#current);
+    await release(this.#next);
     this.#current = this.#next = null;
   }
+}
+
+/** Frees a model version's session and detector. */
+async function release(model: LoadedModel | null): Promise<void> {
+  if (!model) return;
+  await model.engine.dispose();
+  model.detector.dispose();
 }

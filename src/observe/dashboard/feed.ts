@@ -153,6 +153,9 @@ export class LineFeed {
       feed.#emit({ type: "training", training: row });
     });
     const models = await ModelStore.open(js, line);
+    for (const record of await models.history()) {
+      if (!feed.#models.some((m) => m.version === record.version)) feed.#models.push(record);
+    }
     feed.#tasks.push((async () => {
       try {
         for await (const record of models.watch(feed.#abort.signal)) {
@@ -205,12 +208,12 @@ export class LineFeed {
     history: number,
     onData: (data: Uint8Array) => void,
   ): Promise<void> {
-    let lastSeq = 0;
+    let lastSeq: number;
     try {
       lastSeq = (await jsm.streams.info(stream)).state.last_seq;
     } catch (error) {
       if (!isNotFound(error)) throw error;
-      // The line has not started yet: a stage creates the stream; follow it from the start.
+      throw new Error(`stream ${stream} does not exist yet: start the line's stages first`);
     }
     const startSeq = Math.max(1, lastSeq - history + 1);
     const consumer = await js.consumers.get(stream, {

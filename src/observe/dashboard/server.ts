@@ -23,6 +23,13 @@ import type { StageName } from "../../stages/stage.ts";
 import { type HttpEndpoint, isLoopback, listen } from "../http.ts";
 import type { MetricsJson } from "../metrics.ts";
 import { type FeedEvent, LineFeed } from "./feed.ts";
+// Text imports put the page and uPlot into the module graph: they are installed and loaded with
+// the code (nothing read from disk at run time, nothing fetched from a CDN).
+import indexHtml from "./static/index.html" with { type: "text" };
+import appJs from "./static/app.js" with { type: "text" };
+import appCss from "./static/app.css" with { type: "text" };
+import uplotJs from "uplot/dist/uPlot.iife.min.js" with { type: "text" };
+import uplotCss from "uplot/dist/uPlot.min.css" with { type: "text" };
 
 /** Options of {@link startDashboard}. */
 export interface DashboardOptions {
@@ -51,18 +58,12 @@ export interface Dashboard extends HttpEndpoint {
 /** Header every control POST must carry (a cross-site form cannot set it). */
 export const CONTROL_HEADER = "X-Inspect-Dashboard";
 const TOKEN_COOKIE = "inspect_dashboard_token";
-const STATIC_FILES: Record<string, { url: URL; type: string }> = {
-  "/": { url: new URL("./static/index.html", import.meta.url), type: "text/html; charset=utf-8" },
-  "/app.js": { url: new URL("./static/app.js", import.meta.url), type: "text/javascript" },
-  "/app.css": { url: new URL("./static/app.css", import.meta.url), type: "text/css" },
-  "/vendor/uPlot.iife.min.js": {
-    url: new URL("../../../node_modules/uplot/dist/uPlot.iife.min.js", import.meta.url),
-    type: "text/javascript",
-  },
-  "/vendor/uPlot.min.css": {
-    url: new URL("../../../node_modules/uplot/dist/uPlot.min.css", import.meta.url),
-    type: "text/css",
-  },
+const STATIC_FILES: Record<string, { body: string; type: string }> = {
+  "/": { body: indexHtml, type: "text/html; charset=utf-8" },
+  "/app.js": { body: appJs, type: "text/javascript" },
+  "/app.css": { body: appCss, type: "text/css" },
+  "/vendor/uPlot.iife.min.js": { body: uplotJs, type: "text/javascript" },
+  "/vendor/uPlot.min.css": { body: uplotCss, type: "text/css" },
 };
 const ACTIONS = new Set(["pause", "resume", "snapshot"]);
 
@@ -99,13 +100,6 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
         `dashboard.token or $DASHBOARD_TOKEN (16+ characters), or keep hostname 127.0.0.1`,
     );
   }
-  for (const file of Object.values(STATIC_FILES)) {
-    try {
-      await Deno.stat(file.url);
-    } catch {
-      throw new Error(`dashboard: ${file.url.pathname} is missing (run \`deno install\`)`);
-    }
-  }
   const nc = await connectNats(natsTargetOf(options.natsUrl, options.natsAuth), {
     name: `inspect-${line}-dashboard`,
     reconnect: true,
@@ -121,7 +115,8 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     throw error;
   }
   const jsm = await nc.jetstreamManager();
-  const handler = (request: Request) => handle(request, { line, token, feed, nc, jsm });
+  const streams = new Set<() => void>();
+  const handler = (request: Request) => handle(request, { line, token, feed, nc, jsm, streams });
   let endpoint: HttpEndpoint;
   try {
     endpoint = listen("dashboard", config.hostname, options.port ?? config.port, handler);
@@ -135,6 +130,8 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     feed,
     close: async () => {
       await feed.stop();
+      // Open event streams never end by themselves; the server's shutdown waits for them.
+      for (const end of streams) end();
       await endpoint.close();
       await nc.drain().catch(() => undefined);
     },
@@ -147,6 +144,8 @@ interface Context {
   feed: LineFeed;
   nc: NatsConnection;
   jsm: Awaited<ReturnType<NatsConnection["jetstreamManager"]>>;
+  /** Ends each open event stream. */
+  streams: Set<() => void>;
 }
 
 function json(value: unknown, status = 200): Response {
@@ -186,12 +185,12 @@ async function route(request: Request, url: URL, context: Context): Promise<Resp
   const path = url.pathname;
   const file = STATIC_FILES[path];
   if (file && request.method === "GET") {
-    return new Response(await Deno.readFile(file.url), {
+    return new Response(file.body, {
       headers: { "content-type": file.type, "cache-control": "no-cache" },
     });
   }
   if (path === "/api/state" && request.method === "GET") return json(context.feed.snapshot());
-  if (path === "/api/events" && request.method === "GET") return events(context.feed);
+  if (path === "/api/events" && request.method === "GET") return events(context);
   let match = /^\/api\/image\/(\d+)$/.exec(path);
   if (match && request.method === "GET") return await image(context, Number(match[1]));
   match = /^\/api\/heatmap$/.exec(path);
@@ -215,12 +214,24 @@ async function route(request: Request, url: URL, context: Context): Promise<Resp
 }
 
 /** The feed as Server-Sent Events; a page that goes away cancels its stream. */
-function events(feed: LineFeed): Response {
+function events({ feed, streams }: Context): Response {
   const encoder = new TextEncoder();
   let unsubscribe = () => {};
   let heartbeat: ReturnType<typeof setInterval> | undefined;
+  let end = () => {};
   const body = new ReadableStream<Uint8Array>({
     start(controller) {
+      end = () => {
+        unsubscribe();
+        clearInterval(heartbeat);
+        streams.delete(end);
+        try {
+          controller.close();
+        } catch {
+          // already closed
+        }
+      };
+      streams.add(end);
       const send = (event: FeedEvent) => {
         try {
           controller.enqueue(encoder.encode(`data: ${JSON.stringify(event)}\n\n`));
@@ -241,6 +252,7 @@ function events(feed: LineFeed): Response {
     cancel() {
       unsubscribe();
       clearInterval(heartbeat);
+      streams.delete(end);
     },
   });
   return new Response(body, {

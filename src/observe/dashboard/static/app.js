@@ -10,7 +10,7 @@ const state = {
   stages: {},
   rates: [],
 };
-const LIMITS = { verdicts: 1000, training: 2000, rates: 300, gallery: 12, feed: 40 };
+const LIMITS = { verdicts: 1000, training: 2000, rates: 300, gallery: 14, feed: 40 };
 const $ = (id) => document.getElementById(id);
 const fmt = (
   x,
@@ -109,8 +109,8 @@ function initCharts() {
     axes: [{ ...axisStyle, label: "step" }, axisStyle],
     series: [
       { label: "step" },
-      { label: "ATDR down-weighted", stroke: "#f0b232", width: 2 },
-      { label: "hygiene rejected", stroke: "#e5484d", width: 2 },
+      { label: "ATDR down-weighted", stroke: "#f0b232", width: 4 },
+      { label: "hygiene rejected", stroke: "#e5484d", width: 2, dash: [6, 4] },
     ],
   }, [[], [], []]);
   addEventListener("resize", () => {

@@ -1,0 +1,88 @@
+/**
+ * The speed bench's ONNX Runtime measurements, the counterparts of `speed_measure.ts`'s tfjs
+ * ones on the same networks and inputs: the PDN forward pass (like the PyTorch peer's `fwd`)
+ * and detector scoring through the exported graph (`src/model/onnx/`), at a chosen thread
+ * count. Training steps stay on tfjs: ORT here has no backward pass (README, speed).
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import { ModelSchema, TrainingSchema } from "../src/config/schema.ts";
+import { initBackend } from "../src/model/backend.ts";
+import { Detector } from "../src/model/detector.ts";
+import { exportDetectorOnnx, SCORING_IO } from "../src/model/onnx/export.ts";
+import { GraphBuilder } from "../src/model/onnx/graph.ts";
+import { pdnGraph } from "../src/model/onnx/student_graph.ts";
+import { loadOnnxRuntime, openSession } from "../src/model/onnx/runtime.ts";
+import { PdnPair } from "./pdn_step.ts";
+import type { SpeedJob, SpeedMeasurement } from "./speed_measure.ts";
+import { timeAdaptiveAsync } from "./timing.ts";
+
+/** The speed bench's name for ONNX Runtime on the CPU with `threads` intra-op threads. */
+export function ortBackendName(threads: number): string {
+  return `onnxruntime-${threads}t`;
+}
+
+/** The thread count of an {@link ortBackendName}, or null for a tfjs backend name. */
+export function ortThreadsOf(name: string): number | null {
+  const match = name.match(/^onnxruntime-(\d+)t$/);
+  return match ? Number(match[1]) : null;
+}
+
+/** Runs one ORT timing job with `threads` threads. Never throws. */
+export async function measureOrtSpeed(job: SpeedJob, threads: number): Promise<SpeedMeasurement> {
+  const loaded = await loadOnnxRuntime();
+  if (!loaded.ok) return { ok: false, unavailable: true, reason: loaded.reason };
+  if (job.metric === "pdnTrainStep" || job.metric === "detectorTrainStep") {
+    return { ok: false, reason: "not measured: training runs on tfjs (no ORT backward pass)" };
+  }
+  // tfjs builds the weights the graphs are exported from.
+  await initBackend("wasm");
+  const { imageSize, studentWidth } = job.speedCase;
+  const x = tf.tidy(() =>
+    tf.randomUniform([job.batch, imageSize, imageSize, 3], 0, 1, "float32", 7) as tf.Tensor4D
+  );
+  const pixels = x.dataSync() as Float32Array;
+  const budget = { maxCalls: job.maxCalls, budgetMs: job.budgetMs };
+  const options = { threads, device: "cpu" as const };
+  const label = `onnxruntime ${threads} thread${threads === 1 ? "" : "s"}`;
+  try {
+    let model: Uint8Array;
+    let inputName: string;
+    let fetches: string[];
+    if (job.metric === "pdnForward") {
+      const pair = new PdnPair(studentWidth);
+      const g = new GraphBuilder();
+      inputName = "images";
+      const input = g.input(inputName, ["batch", imageSize, imageSize, 3]);
+      const nchw = g.node("Transpose", [input], { perm: [0, 3, 1, 2] });
+      g.output(pdnGraph(g, pair.teacher, nchw, "pdn"), "features", ["batch", "c", "h", "w"]);
+      model = g.encode("pdn", `PDN ${studentWidth}`);
+      fetches = ["features"];
+      pair.dispose();
+    } else {
+      const detector = await Detector.create(
+        ModelSchema.parse({ imageSize, studentWidth }),
+        TrainingSchema.parse({}),
+      );
+      detector.fitTeacherStats([x]);
+      detector.fitMapNormalisation([x]);
+      model = exportDetectorOnnx(detector, "speed");
+      detector.dispose();
+      inputName = SCORING_IO.images;
+      fetches = [SCORING_IO.score, SCORING_IO.stScore, SCORING_IO.aeScore];
+    }
+    const session = await openSession(loaded.ort, model, options);
+    try {
+      const feeds = { [inputName]: new loaded.ort.Tensor("float32", pixels, x.shape) };
+      const timing = await timeAdaptiveAsync(() => session.run(feeds, fetches), budget);
+      return { ok: true, backend: label, timing };
+    } finally {
+      await session.release();
+    }
+  } catch (error) {
+    return { ok: false, reason: `failed: ${error instanceof Error ? error.message : error}` };
+  } finally {
+    x.dispose();
+  }
+}
