@@ -215,7 +215,7 @@ Deno.test("the operator is told when the line outruns the pipeline: backlog at r
   }
 });
 
-Deno.test("run restarts a crashed Worker stage with back-off and logs it", async () => {
+Deno.test("run restarts a crashed Worker stage with back-off and logs it, but not one whose credentials were revoked", async () => {
   const config = tinyPipelineConfig("supervised");
   const failures: ((error: Error) => void)[] = [];
   let starts = 0;
@@ -253,5 +253,9 @@ Deno.test("run restarts a crashed Worker stage with back-off and logs it", async
     "supervised/scorer crashed (worker crashed 3); restarting in 40 ms",
   ]);
   assert.ok(logs.includes("supervised/scorer restarted (restart 3)"));
+  // Revoked credentials: no restart loop, the line fails with the server's reason.
+  failures.at(-1)!(new Error("scorer: NATS: 'Authorization Violation'"));
+  await assert.rejects(() => stage.failure, /Authorization Violation/);
+  assert.equal(stage.restarts, 3);
   await stage.stop();
 });

@@ -24,6 +24,8 @@ export interface NatsServerHandle {
   stop(): Promise<void>;
   /** Kills the server with SIGKILL (a crash: no clean shutdown) and waits for it to exit. */
   kill(): Promise<void>;
+  /** Makes the server re-read its configuration file (SIGHUP), e.g. after a credential change. */
+  reload(): void;
   /** Authorization and permission errors the server logged so far (for security tests). */
   readonly violations: readonly string[];
 }
@@ -152,6 +154,9 @@ export async function startNatsServer(options: StartNatsServerOptions): Promise<
     port: listeningPort,
     storeDir: options.storeDir,
     violations,
+    reload() {
+      child.kill("SIGHUP");
+    },
     stop: () => end("SIGTERM"),
     kill: () => end("SIGKILL"),
   };

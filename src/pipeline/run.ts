@@ -64,6 +64,22 @@ export interface RunningPipeline {
   metrics(): Promise<MetricsJson>;
 }
 
+/** Longest wait for the control connection to drain (it may be reconnecting, or refused). */
+const CONTROL_DRAIN_MS = 5_000;
+
+/** Drains `connection`, closing it instead when that takes longer than `ms`. */
+async function drainWithin(connection: NatsConnection, ms: number): Promise<void> {
+  if (connection.isClosed()) return;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<"late">((resolve) => timer = setTimeout(() => resolve("late"), ms));
+  try {
+    const outcome = await Promise.race([connection.drain().then(() => "drained"), late]);
+    if (outcome === "late") await connection.close();
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Default checkpoint directory. */
 export const DEFAULT_CHECKPOINT_DIR = "data/checkpoints";
 
@@ -90,7 +106,7 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunningP
     const rest = await Promise.allSettled([...handles.values()].map((handle) => handle.stop()));
     if (control) {
       await control.service.stop();
-      await control.connection.drain();
+      await drainWithin(control.connection, CONTROL_DRAIN_MS);
     }
     const errors = [...first, ...rest].flatMap((r) => r.status === "rejected" ? [r.reason] : []);
     if (errors.length > 0) {

@@ -35,8 +35,18 @@ export interface SupervisedStage extends StageHandle {
 }
 
 /**
- * Starts the stage of `setup` with `start` and starts it again whenever it fails, until stopped. Its `failure`
- * never rejects: crashes are handled here and reported through `log`.
+ * A failure that a restart cannot cure: the server refused this process's credentials (they
+ * were revoked or rotated). The line stops with the server's reason instead of looping.
+ */
+export function isFatalStageFailure(error: Error): boolean {
+  return /authorization violation|authentication (timeout|expired|revoked)|user authentication/i
+    .test(error.message);
+}
+
+/**
+ * Starts the stage of `setup` with `start` and starts it again whenever it fails, until stopped.
+ * Its `failure` rejects only for a {@link isFatalStageFailure}; other crashes are handled here
+ * and reported through `log`.
  */
 export async function superviseStage(
   setup: StageSetup,
@@ -51,6 +61,9 @@ export async function superviseStage(
   let restarts = 0;
   let delayMs = backoff.initialMs;
   let wake: (() => void) | undefined;
+  let rejectFailure!: (error: Error) => void;
+  const failure = new Promise<never>((_, reject) => (rejectFailure = reject));
+  failure.catch(() => undefined);
 
   const sleep = (ms: number) =>
     new Promise<void>((resolve) => {
@@ -66,6 +79,11 @@ export async function superviseStage(
       if (stopping || handle !== current) return;
       if (Date.now() - startedAt >= backoff.resetAfterMs) delayMs = backoff.initialMs;
       while (!stopping) {
+        if (isFatalStageFailure(error)) {
+          log(`${name} failed (${error.message}); not restarting: a restart cannot cure it`);
+          rejectFailure(error);
+          return;
+        }
         const wait = delayMs < 1_000 ? `${delayMs} ms` : `${(delayMs / 1000).toFixed(1)} s`;
         log(`${name} crashed (${error.message}); restarting in ${wait}`);
         await sleep(delayMs);
@@ -101,6 +119,6 @@ export async function superviseStage(
       wake?.();
       await current.stop();
     },
-    failure: new Promise<never>(() => {}),
+    failure,
   };
 }
