@@ -176,6 +176,29 @@ Deno.test("stream limits have one owner: other stages create missing streams but
   }
 });
 
+Deno.test("streams.imageDiscard new: a full image stream refuses a JetStream camera's image with an error", async () => {
+  await using server = await startTestNatsServer();
+  const nc = await connect({ servers: server.url });
+  try {
+    const jsm = await nc.jetstreamManager();
+    const line = "refusing";
+    const limits = PipelineSchema.parse({ line, streams: { maxMsgs: 3, imageDiscard: "new" } })
+      .streams;
+    await ensureLineStreams(jsm, line, limits, { owner: true });
+    const js = nc.jetstream();
+    for (let i = 0; i < 3; i++) await js.publish(imageSubject(line), new Uint8Array([i]));
+    const refused = await js.publish(imageSubject(line), new Uint8Array([3])).then(
+      () => null,
+      (error) => error as { api_error?: { description?: string } },
+    );
+    assert.equal(refused?.api_error?.description, "maximum messages exceeded");
+    const names = streamNames(line);
+    assert.equal((await jsm.streams.info(names.decoded)).config.discard, "old", "others keep old");
+  } finally {
+    await nc.close();
+  }
+});
+
 Deno.test("the operator is told when the line outruns the pipeline: backlog at risk, images discarded unprocessed", async () => {
   await using server = await startTestNatsServer();
   const nc = await connect({ servers: server.url });

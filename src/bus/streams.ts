@@ -10,7 +10,9 @@
  * refill), so a policy that refuses new messages when full would stop a healthy line once its
  * history reaches the limits. Losing unprocessed work is made loud instead: the stages report
  * backlog near the limits and images discarded before they were processed
- * (`backlog_alarm.ts`).
+ * (`backlog_alarm.ts`). A plant that sizes its limits for `maxAgeSeconds` of the line may set
+ * `streams.imageDiscard: "new"`: the image stream then refuses images when full, and cameras
+ * publishing with JetStream get the error.
  *
  * @module
  */
@@ -62,7 +64,10 @@ export function lineStreamConfigs(
   const stream = (name: string, subject: string, description: string) =>
     ({ ...common, name, subjects: [subject], description }) as StreamConfig;
   return [
-    stream(names.images, imageSubject(line), `camera images of line ${line}`),
+    {
+      ...stream(names.images, imageSubject(line), `camera images of line ${line}`),
+      discard: limits.imageDiscard === "new" ? DiscardPolicy.New : DiscardPolicy.Old,
+    },
     stream(names.decoded, decodedSubject(line), `decoded images of line ${line} (internal)`),
     stream(names.verdicts, verdictSubject(line), `verdicts of line ${line}`),
     stream(names.training, trainingSubject(line), `training events of line ${line}`),

@@ -285,6 +285,13 @@ export const StreamLimitsSchema = z.object({
    * on a JetStream cluster (survives the loss of one node). At most the cluster's size.
    */
   replicas: z.number().int().min(1).max(5).default(1),
+  /**
+   * When the image stream is full: `old` (default) discards its oldest images (the stream is
+   * also the line's history; the stages raise alarms when unprocessed ones go); `new` refuses
+   * new ones, so a camera publishing with JetStream gets an error, but the line stops taking
+   * images whenever the limits are reached: size them for `maxAgeSeconds` of the line.
+   */
+  imageDiscard: z.enum(["old", "new"]).default("old"),
 }).strict();
 /** Stream retention configuration. */
 export type StreamLimits = z.infer<typeof StreamLimitsSchema>;
