@@ -39,6 +39,17 @@ export type PublishOnceOutcome =
   /** A verdict of this image message already existed (recorded, or dropped as a duplicate). */
   | { kind: "already"; seq: number | null };
 
+/** The Image-Id's reservation belongs to another image message: its verdict is not this one's. */
+export class ForeignImageIdError extends Error {
+  /** Creates the error. */
+  constructor(imageId: string | null, owner: number, imageSeq: number) {
+    super(
+      `Image-Id ${JSON.stringify(imageId)} belongs to image message ${owner}, not ${imageSeq}`,
+    );
+    this.name = "ForeignImageIdError";
+  }
+}
+
 /** Safety margin under the duplicate window before a `pending` mark is checked on the stream. */
 const WINDOW_MARGIN_MS = 10_000;
 
@@ -85,10 +96,7 @@ export class VerdictLedger {
       const entry = await this.#kv.get(key);
       const owner = entry?.operation === "PUT" ? parseImageRecord(entry.value).seq : null;
       if (owner !== null && owner !== verdict.imageSeq) {
-        throw new Error(
-          `Image-Id ${JSON.stringify(verdict.imageId)} belongs to image message ${owner}, ` +
-            `not ${verdict.imageSeq}`,
-        );
+        throw new ForeignImageIdError(verdict.imageId, owner, verdict.imageSeq);
       }
       const record = recordOf(entry, verdict.imageSeq) ?? { seq: verdict.imageSeq };
       const state = record.verdict;

@@ -27,7 +27,7 @@ import { type DecodedImage, decodeImage, ImageRejectedError } from "../image/dec
 import { assertDecodedImageFits, encodeDecodedImage } from "../bus/decoded_image.ts";
 import { BacklogAlarm } from "../bus/backlog_alarm.ts";
 import { isLastDelivery, isTransient, retryDelayMs } from "../bus/delivery.ts";
-import { VerdictLedger } from "../bus/verdict_ledger.ts";
+import { ForeignImageIdError, VerdictLedger } from "../bus/verdict_ledger.ts";
 import { ImageIdRegistry, MAX_IMAGE_ID_BYTES } from "../bus/image_ids.ts";
 import { consumerBacklog, ensureDurableConsumer, ensureLineStreams } from "../bus/streams.ts";
 import {
@@ -165,7 +165,7 @@ export class IngestStage implements PipelineStage {
    * (with progress acks) until it is stored: JetStream will not deliver the message again.
    */
   async #failForGood(message: JsMsg, why: string): Promise<void> {
-    const imageId = message.headers?.get(IMAGE_ID_HEADER) || null;
+    let imageId = message.headers?.get(IMAGE_ID_HEADER) || null;
     const context: VerdictContext = {
       line: this.#config.line,
       imageSeq: message.seq,
@@ -178,6 +178,10 @@ export class IngestStage implements PipelineStage {
         message.ack();
         return;
       } catch (error) {
+        if (error instanceof ForeignImageIdError) {
+          imageId = null; // another message owns the id: key the rejection by sequence
+          continue;
+        }
         if (this.#stopping) return; // not acked: it stays unacknowledged on the consumer
         this.#log.warn(`rejection of image seq ${message.seq} not stored: ${errorText(error)}`);
         message.working();
