@@ -54,3 +54,13 @@ Deno.test("trainer.maturity: defaults keep the fixed warm-up; bad fields are nam
   assert.ok(!bad.success);
   assert.deepEqual(bad.error.issues[0].path, ["maturity", "criterion"]);
 });
+
+Deno.test("maturity counts the model's own steps (a trainer resumed at step N)", () => {
+  const resumed = new LossPlateau({ ...plateau, criterion: "steps", minSteps: 25 });
+  resumed.add(3, 40);
+  assert.equal(resumed.mature, true);
+  assert.equal(resumed.matureAt, 40);
+  const capped = new LossPlateau({ ...plateau, maxSteps: 60 });
+  capped.add(100, 61);
+  assert.equal(capped.mature, true);
+});

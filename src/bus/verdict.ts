@@ -12,7 +12,10 @@
 import { z } from "zod/v4";
 import type { ImageErrorCode } from "../image/decode.ts";
 
-/** Why an image got a `rejected` verdict: the decoder's codes plus the Image-Id checks. */
+/**
+ * Why an image got a `rejected` verdict: the decoder's codes, the Image-Id checks, and
+ * `processing_failed` for a message whose every delivery failed (`delivery.maxDeliver`).
+ */
 export const RejectionCodeSchema = z.enum([
   "empty",
   "too_large",
@@ -22,14 +25,16 @@ export const RejectionCodeSchema = z.enum([
   "missing_image_id",
   "invalid_image_id",
   "duplicate_image_id",
+  "processing_failed",
   "not_scorable",
 ]).describe(
   "empty: zero-byte payload; too_large: payload above the byte limit; undecodable: not a " +
     "valid image of its type; unsupported_type: not JPEG, PNG or WebP; too_many_pixels: " +
     "width x height above the limit; missing_image_id: no or empty Image-Id header; " +
     "invalid_image_id: Image-Id longer than 256 bytes; duplicate_image_id: the Image-Id was " +
-    "already used on this line; not_scorable: the model in use gave a non-finite score for " +
-    "this image.",
+    "already used on this line; processing_failed: every delivery of the image failed " +
+    "(error.message says why), it is not tried again; not_scorable: the model in use gave a " +
+    "non-finite score for this image.",
 );
 /** A rejection code. */
 export type RejectionCode = z.infer<typeof RejectionCodeSchema>;

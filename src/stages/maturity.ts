@@ -42,9 +42,13 @@ export class LossPlateau {
     this.#options = options;
   }
 
-  /** Records one step's loss (non-finite losses count as steps but not as evidence). */
-  add(loss: number): void {
-    this.#steps++;
+  /**
+   * Records the loss of training step `step` (default: the step after the last one; a trainer
+   * resumed at step N passes the model's own step count, so `minSteps`/`maxSteps` count the
+   * model's steps). Non-finite losses count as steps but not as evidence.
+   */
+  add(loss: number, step: number = this.#steps + 1): void {
+    this.#steps = step;
     if (Number.isFinite(loss)) {
       this.#losses.push(loss);
       if (this.#losses.length > 2 * this.#options.window) this.#losses.shift();
@@ -52,7 +56,7 @@ export class LossPlateau {
     if (this.#matureAt === null && this.#decide()) this.#matureAt = this.#steps;
   }
 
-  /** Steps recorded. */
+  /** The last step recorded. */
   get steps(): number {
     return this.#steps;
   }
