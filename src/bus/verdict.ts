@@ -95,7 +95,7 @@ export const ScoredVerdictSchema = z.object({
   modelVersion: z.number().int().min(1),
   modelStep: z.number().int().min(0).describe(
     "Training steps of the model version that scored the image: how mature that model is " +
-      "(scores of young models are less reliable; see the README's maturity section).",
+      "(scores of young models are less reliable; see trainer.maturity in the README).",
   ),
   originalSize: z.object({ width: z.number().int().min(1), height: z.number().int().min(1) })
     .nullable().describe("The image's size as the camera sent it; null if unknown."),
