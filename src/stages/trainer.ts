@@ -38,6 +38,8 @@ import {
   imageBatches,
   liveTensors,
   saveDetector,
+  type TeacherFeatureSource,
+  teacherFeatureSource,
   useBackend,
 } from "./model_port.ts";
 import {
@@ -77,6 +79,8 @@ export class TrainerStage implements PipelineStage {
   #models?: ModelStore;
   #gate?: ModelGate;
   #detector?: Detector;
+  /** Where training batches' teacher features come from (ONNX Runtime by default). */
+  #teacherFeatures?: TeacherFeatureSource;
   #messages?: ConsumerMessages;
   /** The line's verdicts, when hygiene takes the published model's second opinion. */
   #verdicts?: Subscription;
@@ -120,6 +124,14 @@ export class TrainerStage implements PipelineStage {
       log: this.#log,
     });
     this.#detector = await this.#resumeOrCreate(await this.#models.current());
+    this.#teacherFeatures = await teacherFeatureSource(
+      this.#detector.teacher,
+      model.imageSize,
+      this.#config.inference,
+      model.backend,
+      this.#log.warn,
+    );
+    this.#log.info(`teacher features with ${this.#teacherFeatures.description}`);
     const consumer = await this.#js.consumers.get(stream, TRAINER_CONSUMER);
     this.#messages = await consumer.consume({
       max_messages: 64,
@@ -211,7 +223,12 @@ export class TrainerStage implements PipelineStage {
       this.#log.info(`teacher statistics fitted on ${images.length} images`);
       return true;
     }
-    const result = trainStepFromBuffer(detector, this.#buffer, this.#hygiene);
+    const result = await trainStepFromBuffer(
+      detector,
+      this.#buffer,
+      this.#hygiene,
+      this.#teacherFeatures,
+    );
     if (!result) return false;
     const { report, downWeighted, readmitted } = result;
     const rejected = [...this.#rejectedOnVerdict.splice(0), ...result.rejected];
@@ -369,6 +386,8 @@ export class TrainerStage implements PipelineStage {
       const dir = await this.#saveCheckpoint();
       if (dir) this.#log.info(`checkpoint saved to ${dir}`);
     } finally {
+      await this.#teacherFeatures?.dispose();
+      this.#teacherFeatures = undefined;
       detector.dispose();
       this.#detector = undefined;
     }
