@@ -9,6 +9,8 @@ import { ensureLineStreams } from "../src/bus/streams.ts";
 import { DashboardSchema, PipelineSchema } from "../src/config/schema.ts";
 import { startTestNatsServer } from "../src/harness/nats_server.ts";
 import { histogramQuantile } from "../src/observe/dashboard/rates.ts";
+import { LineFeed } from "../src/observe/dashboard/feed.ts";
+import { ModelStore } from "../src/bus/model_store.ts";
 
 Deno.test("the dashboard refuses to listen beyond loopback without a token", async () => {
   await assert.rejects(
@@ -109,4 +111,41 @@ Deno.test("latency quantiles from histogram bucket deltas, linear within a bucke
   assert.equal(histogramQuantile(0.5, new Map([[0.1, 0], [Infinity, 0]])), null);
   // Everything beyond the last finite bound: that bound.
   assert.equal(histogramQuantile(0.5, new Map([[1, 0], [Infinity, 4]])), 1);
+});
+
+Deno.test({
+  name: "the feed starts with the model versions the line still remembers, then follows new ones",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    await using server = await startTestNatsServer();
+    const nc = await connect({ servers: server.url });
+    const line = "dash-models";
+    await ensureLineStreams(
+      await nc.jetstreamManager(),
+      line,
+      PipelineSchema.parse({ line }).streams,
+    );
+    const models = await ModelStore.open(nc.jetstream(), line);
+    for (const step of [10, 20, 30]) {
+      await models.publish(new Uint8Array([step]), { step, imageSize: 64 });
+    }
+    const feed = await LineFeed.start(nc, line, { pollSeconds: 60 });
+    try {
+      assert.deepEqual(feed.snapshot().models.map((m) => [m.version, m.step]), [
+        [1, 10],
+        [2, 20],
+        [3, 30],
+      ]);
+      const seen = new Promise((resolve) =>
+        feed.subscribe((event) => event.type === "model" && resolve(event.model.version))
+      );
+      await models.publish(new Uint8Array([4]), { step: 40, imageSize: 64 });
+      assert.equal(await seen, 4);
+      assert.deepEqual(feed.snapshot().models.map((m) => m.version), [1, 2, 3, 4]);
+    } finally {
+      await feed.stop();
+      await nc.close();
+    }
+  },
 });

@@ -75,6 +75,12 @@ Deno.test("pixelAuroc pools pixels over images; ties count one half; undefined w
     () => pixelAuroc([{ map: [1, 2], mask: [0] }]),
     /map 0 has 2 pixels but its mask 1/,
   );
+  // Stride 2 on a 4×4 map keeps rows and columns 0 and 2: the pixels where the rank is perfect.
+  const map = [9, 0, 1, 0, 0, 0, 0, 0, 2, 5, 8, 0, 0, 0, 0, 0];
+  const mask = [1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0];
+  assert.equal(pixelAuroc([{ map, mask }], { stride: 2 }), 1);
+  assert.ok(pixelAuroc([{ map, mask }]) < 1);
+  assert.throws(() => pixelAuroc([{ map: [1, 2, 3], mask: [1, 0, 0] }], { stride: 2 }), /square/);
 });
 
 Deno.test("heatmap PNG: 8-bit greyscale with a linear 0..scaleMax scale, round trip within half a step", async () => {

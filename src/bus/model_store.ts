@@ -68,6 +68,20 @@ export class ModelStore {
     return entry ? recordOf(entry) : null;
   }
 
+  /** The versions the KV bucket still remembers (its last 5 writes), oldest first. */
+  async history(): Promise<ModelVersionRecord[]> {
+    const records: ModelVersionRecord[] = [];
+    for await (const entry of await this.#kv.history({ key: modelVersionKey(this.line) })) {
+      if (entry.operation !== "PUT") continue;
+      try {
+        records.push(recordOf(entry));
+      } catch {
+        // an unreadable record is skipped here as in watch()
+      }
+    }
+    return records;
+  }
+
   /**
    * Stores `state` as the next version and makes it current. The KV write is conditional on
    * the revision read first, so two trainers racing on one line cannot both publish the same

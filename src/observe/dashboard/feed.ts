@@ -153,6 +153,9 @@ export class LineFeed {
       feed.#emit({ type: "training", training: row });
     });
     const models = await ModelStore.open(js, line);
+    for (const record of await models.history()) {
+      if (!feed.#models.some((m) => m.version === record.version)) feed.#models.push(record);
+    }
     feed.#tasks.push((async () => {
       try {
         for await (const record of models.watch(feed.#abort.signal)) {
