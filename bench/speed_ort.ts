@@ -10,7 +10,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { InferenceSchema, ModelSchema, TrainingSchema } from "../src/config/schema.ts";
-import { teacherFeatureSource } from "../src/model/teacher_engine.ts";
+import { featureTensor, teacherFeatureSource } from "../src/model/teacher_engine.ts";
 import { initBackend } from "../src/model/backend.ts";
 import { Detector } from "../src/model/detector.ts";
 import { exportDetectorOnnx, SCORING_IO } from "../src/model/onnx/export.ts";
@@ -114,10 +114,17 @@ async function ortTeacherTrainStep(
     (line) => console.warn(line),
     threads,
   );
+  if (!teacher) {
+    detector.dispose();
+    return { ok: false, reason: "ORT cannot run this teacher" };
+  }
+  const per = imageSize * imageSize * 3;
+  const all = x.dataSync() as Float32Array;
+  const pixels = Array.from({ length: x.shape[0] }, (_, i) => all.subarray(i * per, (i + 1) * per));
   try {
     detector.fitTeacherStats([x]);
     const step = async () => {
-      const features = await teacher.extract(x);
+      const features = featureTensor(await teacher.features(pixels));
       try {
         detector.trainStep(x, features);
       } finally {

@@ -8,7 +8,7 @@
 import type { Detector, TrainStepReport } from "../model/detector.ts";
 import type { ImageBuffer } from "./image_buffer.ts";
 import type { RejectionPolicy } from "./hygiene.ts";
-import { imagesToBatch, type TeacherFeatureSource, type Tensor4D } from "./model_port.ts";
+import { featureTensor, imagesToBatch, type TeacherFeatureSource } from "./model_port.ts";
 
 /** What one buffered training step did. */
 export interface BufferStepResult {
@@ -35,15 +35,17 @@ export async function trainStepFromBuffer(
   detector: Detector,
   buffer: ImageBuffer,
   hygiene: RejectionPolicy<Float32Array>,
-  teacher?: TeacherFeatureSource,
+  teacher?: TeacherFeatureSource | null,
 ): Promise<BufferStepResult | null> {
   const batch = buffer.takeBatch(detector.training.batchSize);
   if (!batch) return null;
-  const tensor = imagesToBatch(batch.map((image) => image.pixels), detector.model.imageSize);
+  const pixels = batch.map((image) => image.pixels);
+  // Awaited before any tensor exists: no tensor is alive while other work runs.
+  const raw = teacher ? await teacher.features(pixels) : null;
+  const tensor = imagesToBatch(pixels, detector.model.imageSize);
+  const features = raw ? featureTensor(raw) : undefined;
   let report: TrainStepReport;
-  let features: Tensor4D | undefined;
   try {
-    features = teacher ? await teacher.extract(tensor) : undefined;
     report = detector.trainStep(tensor, features);
   } finally {
     tensor.dispose();

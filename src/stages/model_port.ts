@@ -13,9 +13,11 @@ import { initBackend } from "../model/backend.ts";
 
 export type { Detector };
 export { prepareScoringEngines, type ScoringEngine, type ScoringEngines } from "../model/engine.ts";
-export { type TeacherFeatureSource, teacherFeatureSource } from "../model/teacher_engine.ts";
-/** An NHWC image batch tensor. */
-export type Tensor4D = tf.Tensor4D;
+export {
+  featureTensor,
+  type TeacherFeatureSource,
+  teacherFeatureSource,
+} from "../model/teacher_engine.ts";
 
 /** Activates the configured tfjs backend in this thread (each Worker has its own). */
 export async function useBackend(name: BackendName): Promise<string> {

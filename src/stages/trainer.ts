@@ -80,7 +80,7 @@ export class TrainerStage implements PipelineStage {
   #gate?: ModelGate;
   #detector?: Detector;
   /** Where training batches' teacher features come from (ONNX Runtime by default). */
-  #teacherFeatures?: TeacherFeatureSource;
+  #teacherFeatures: TeacherFeatureSource | null = null;
   #messages?: ConsumerMessages;
   /** The line's verdicts, when hygiene takes the published model's second opinion. */
   #verdicts?: Subscription;
@@ -131,7 +131,11 @@ export class TrainerStage implements PipelineStage {
       model.backend,
       this.#log.warn,
     );
-    this.#log.info(`teacher features with ${this.#teacherFeatures.description}`);
+    this.#log.info(
+      `teacher features with ${
+        this.#teacherFeatures?.description ?? `tfjs (${this.#config.model.backend})`
+      }`,
+    );
     const consumer = await this.#js.consumers.get(stream, TRAINER_CONSUMER);
     this.#messages = await consumer.consume({
       max_messages: 64,
@@ -387,7 +391,7 @@ export class TrainerStage implements PipelineStage {
       if (dir) this.#log.info(`checkpoint saved to ${dir}`);
     } finally {
       await this.#teacherFeatures?.dispose();
-      this.#teacherFeatures = undefined;
+      this.#teacherFeatures = null;
       detector.dispose();
       this.#detector = undefined;
     }
