@@ -1,7 +1,7 @@
 /**
  * Where the frozen teacher's features for training batches come from: ONNX Runtime (the
- * teacher exported by `src/model/onnx/`, 3–5× faster than tfjs-wasm on MobileNetV2, see
- * README) or, without a source, the teacher's own tfjs model inside `Detector.trainStep`. The
+ * teacher exported by `src/model/onnx/`, 6× faster than tfjs-wasm on MobileNetV2 at 64 and
+ * 128 px: `bench/teacher_features.ts`) or, without a source, the teacher's own tfjs model inside `Detector.trainStep`. The
  * student and autoencoder, whose gradients are needed, stay on tfjs.
  *
  * Features come back as plain arrays, so that a caller holds no tensor across the `await`
