@@ -87,7 +87,9 @@ export function benchCommand(): string {
     "accuracy.ts": "bench:accuracy",
     "accuracy_seeds.ts": "bench:accuracy:seeds",
     "stream.ts": "bench:stream",
+    "chaos.ts": "bench:chaos",
     "speed.ts": "bench:speed",
+    "inspect.ts": "bench:inspect",
     "heatmap_cost.ts": "bench:heatmap",
   }[file];
   const base = task ? `deno task ${task}` : `deno run -A bench/${file}`;

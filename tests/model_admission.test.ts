@@ -1,6 +1,6 @@
 // Model objects are untrusted input: forged versions (oversize, NaN weights, a foreign teacher
-// path, another architecture, unsigned or wrongly signed when signing is on, a signed blob
-// replayed under another version) are each refused by the scorer, reported on
+// path, another architecture, a header outside the schema, statistics that overflow the scores,
+// unsigned or wrongly signed when signing is on, a signed blob replayed under another version) are each refused by the scorer, reported on
 // inspect.<line>.model.refused, and the line keeps scoring with its old version; a restarted
 // trainer refuses a forged current version too.
 import assert from "node:assert/strict";
@@ -191,6 +191,13 @@ Deno.test({
       // A header outside the strict schema.
       const extra = { header: { ...open.header, loadPlugin: "/tmp/x.js" }, weights: open.weights };
       await forge(sealBlob(extra), key, "malformed", /loadPlugin|Unrecognized/);
+      // Finite but absurd statistics: every value is a number, the scores overflow.
+      const stats = open.header.teacherStats as { mean: number[]; std: number[] };
+      const overflowing = {
+        header: { ...open.header, teacherStats: { ...stats, mean: stats.mean.map(() => 3e38) } },
+        weights: open.weights,
+      };
+      await forge(sealBlob(overflowing), key, "reference_scores", /reference image's \w+ is/);
       // Signing is on: unsigned, signed with another key, a genuine signature replayed.
       await forge(genuine, null, "unsigned", /unsigned/);
       await forge(genuine, await hmacSigning(SECRET + "-attacker"), "bad_signature", /not match/);
@@ -220,7 +227,7 @@ Deno.test({
         assert.ok(Number.isFinite(verdict.score) && Number.isFinite(verdict.threshold));
       }
       const scorerStatus = await scorer.status();
-      assert.equal(scorerStatus.details.refusedVersions, 8);
+      assert.equal(scorerStatus.details.refusedVersions, 9);
       assert.match(String(scorerStatus.details.lastRefusal), /bad_signature/);
 
       // A restarted trainer refuses the forged current version and starts afresh.

@@ -11,6 +11,8 @@ import {
   natsTargetOf,
 } from "../src/bus/connection.ts";
 import { startTestNatsServer, type TestNatsServer } from "../src/harness/nats_server.ts";
+import { runPipeline } from "../src/pipeline/run.ts";
+import { tinyPipelineConfig } from "./helpers/pipeline_fixtures.ts";
 import {
   makeOperatorSetup,
   makeTlsFiles,
@@ -310,6 +312,46 @@ Deno.test({
       assert.match(result.stdout, /user "line" with password, TLS with client certificate/);
       assert.ok(!(result.stdout + result.stderr).includes("pw-9f3c1a77"), "password printed");
     } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "a running stage whose credentials are revoked stops with the reason, not a reconnect loop",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "auth-revoke-" });
+    const users = (password: string) =>
+      `authorization { users: [ { user: "pipeline", password: "${password}" } ] }`;
+    await using server = await serverWith(dir, users("before-rotation"));
+    const checkpointDir = `${dir}/checkpoints`;
+    const pipeline = await runPipeline({
+      config: tinyPipelineConfig("revoked"),
+      natsUrl: server.url,
+      natsAuth: { user: "pipeline", password: "before-rotation" },
+      stages: ["ingest"],
+      workers: false,
+      checkpointDir,
+      progressIntervalMs: 0,
+    });
+    try {
+      // The plant rotates the password: the server drops the old one on reload.
+      await Deno.writeTextFile(`${dir}/server.conf`, users("after-rotation") + "\n");
+      server.reload();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const outcome = await Promise.race([
+        pipeline.failure.then(() => "running", (error: Error) => error.message),
+        new Promise<string>((resolve) =>
+          timer = setTimeout(() => resolve("still running"), 60_000)
+        ),
+      ]);
+      clearTimeout(timer);
+      assert.match(outcome, /^ingest: NATS: .*Authorization Violation/i);
+    } finally {
+      // Stopping after the loss ends within its bound instead of hanging.
+      await pipeline.stop().catch(() => undefined);
       await Deno.remove(dir, { recursive: true });
     }
   },

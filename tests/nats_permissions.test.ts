@@ -158,6 +158,23 @@ Deno.test({
       assert.ok(last, "the reserved id's real image has its verdict");
       assert.equal(last.status, "scored", JSON.stringify(last));
 
+      // `simulate` on the camera role: it cannot look up streams or Image-Ids, says so, and
+      // publishes the pass it is given.
+      const simulated = await new Deno.Command(Deno.execPath(), {
+        args: [
+          ...["run", "-A", "main.ts", "simulate", "--line", LINE, "--count", "2", "--rate", "50"],
+          ...["--first-pass", "2", "--server", server.url],
+        ],
+        env: { NATS_USER: authOf("camera").user, NATS_PASSWORD: authOf("camera").password },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const simulateOutput = new TextDecoder().decode(simulated.stdout) +
+        new TextDecoder().decode(simulated.stderr);
+      assert.equal(simulated.code, 0, simulateOutput);
+      assert.match(simulateOutput, /may not look up JetStream streams/);
+      await waitForStreamCount(consumerJsm, verdictStream, images.length + 3, 120_000);
+
       // The operator role drives the control service.
       const paused = await control<StageStatus>(operator.nc, LINE, "trainer", "pause");
       assert.equal(paused.paused, true);

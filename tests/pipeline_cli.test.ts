@@ -36,6 +36,10 @@ Deno.test("run, stage and simulate answer --help and refuse bad arguments", asyn
   assert.equal(missing.code, 1);
   assert.match(missing.out, /no\/such\/pipeline\.json: cannot read/);
   assert.equal((await captured(() => simulateCommand(["--rate", "fast"]))).code, 2);
+  const badPort = await captured(() => runCommand(["--metrics-port", "http"]));
+  assert.equal(badPort.code, 2);
+  assert.match(badPort.out, /--metrics-port must be a port number \(0-65535\) or "off"/);
+  assert.equal((await captured(() => runCommand(["--dashboard-port", "70000"]))).code, 2);
 });
 
 Deno.test("simulate publishes fixture images as a camera: Image-Id, fresh Captured-At, unique repeats", async () => {

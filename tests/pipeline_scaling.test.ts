@@ -81,7 +81,11 @@ Deno.test("a restarted trainer resumes from its last published version", async (
     try {
       const [resumed] = await second.status();
       assert.equal(resumed.modelVersion, last.version);
-      assert.equal(resumed.step, last.step);
+      // It may already have stepped on the images refilled from the stream.
+      assert.ok((resumed.step ?? 0) >= last.step, `step ${resumed.step} resumes from ${last.step}`);
+      // Version 1 needed 8 images (statsImages): at least those had reached the first trainer.
+      const refilled = Number(resumed.details.refilled);
+      assert.ok(refilled >= 8 && refilled <= 12, `buffer refilled from the stream: ${refilled}`);
       assert.equal(resumed.warm, true);
       for (const image of images.slice(12)) publishImage(nc, line, image.imageId, image.payload);
       await nc.flush();

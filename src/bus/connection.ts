@@ -350,31 +350,34 @@ export async function natsConnectionOptions(
   }
   if (auth.token !== undefined) options.token = auth.token;
   const tls = await tlsOptions(target.url, auth);
-  if (tls) {
-    options.tls = tls;
-    guardStrayTlsAlerts();
-  }
+  if (tls) options.tls = tls;
+  guardStraySocketErrors();
   return options;
 }
 
-let tlsAlertsGuarded = false;
+let strayErrorsGuarded = false;
 /** The last stray TLS alert and when it came (reported by {@link connectError}). */
 let lastTlsAlert: { message: string; atMs: number } | undefined;
 
 /**
- * With TLS 1.3 a server that refuses the client certificate says so after the client's
- * handshake is done; Deno's `node:tls` then raises the alert on a socket nats.js no longer
- * listens to, which would end the process with a stack trace. The connection's close already
- * reports the failure, so the stray alert is dropped (once per isolate).
+ * Deno's `node:net`/`node:tls` can raise a socket error after nats.js stopped listening to
+ * that socket: a TLS 1.3 server refusing the client certificate after the handshake, or a
+ * server resetting a connection it dropped (e.g. credentials revoked on reload). Unhandled,
+ * it would end the process with a stack trace; the connection's own close or reconnect
+ * already reports the loss, so these are dropped (once per isolate). TLS alerts are kept for
+ * {@link connectError}.
  */
-function guardStrayTlsAlerts(): void {
-  if (tlsAlertsGuarded) return;
-  tlsAlertsGuarded = true;
+function guardStraySocketErrors(): void {
+  if (strayErrorsGuarded) return;
+  strayErrorsGuarded = true;
   globalThis.addEventListener("error", (event: ErrorEvent) => {
-    const message = String(event.error?.message ?? event.message ?? "");
-    if (!/received fatal alert/i.test(message)) return;
+    const error = event.error as { code?: string; message?: string } | undefined;
+    const message = String(error?.message ?? event.message ?? "");
+    const code = String(error?.code ?? "");
+    const alert = /received fatal alert/i.test(message);
+    if (!alert && !["ECONNRESET", "EPIPE"].includes(code)) return;
     event.preventDefault();
-    lastTlsAlert = { message, atMs: performance.now() };
+    if (alert) lastTlsAlert = { message, atMs: performance.now() };
   });
 }
 

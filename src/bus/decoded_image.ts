@@ -131,3 +131,26 @@ export function parseOriginalSize(
   const [width, height] = [Number(match[1]), Number(match[2])];
   return width > 0 && height > 0 ? { width, height } : null;
 }
+
+/** Room left for the headers of a decoded-image message (Image-Id up to 256 bytes, ids, times). */
+export const DECODED_HEADER_ALLOWANCE = 2048;
+
+/** Largest size in bytes of a decoded-image message of `size × size` pixels, headers included. */
+export function decodedMessageBytes(size: number): number {
+  return size * size * 3 + DECODED_HEADER_ALLOWANCE;
+}
+
+/**
+ * Throws a clear error when a decoded image of `size` px cannot be published on a server whose
+ * `max_payload` is `maxPayload` bytes: every image of the line would fail otherwise.
+ */
+export function assertDecodedImageFits(size: number, maxPayload: number): void {
+  const needed = decodedMessageBytes(size);
+  if (needed <= maxPayload) return;
+  const largest = Math.floor(Math.sqrt((maxPayload - DECODED_HEADER_ALLOWANCE) / 3) / 32) * 32;
+  throw new Error(
+    `model.imageSize ${size} does not fit this NATS server: a decoded image takes up to ` +
+      `${needed} bytes, the server's max_payload is ${maxPayload}; use model.imageSize ≤ ` +
+      `${largest} or raise max_payload in the server configuration`,
+  );
+}

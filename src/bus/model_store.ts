@@ -50,14 +50,19 @@ export class ModelStore {
     this.#objects = objects;
   }
 
-  /** Opens (creating if needed) the version KV bucket and the line's object store. */
-  static async open(js: JetStreamClient, line: string): Promise<ModelStore> {
+  /**
+   * Opens (creating if needed) the version KV bucket and the line's object store, with
+   * `replicas` copies when they are created (`streams.replicas`).
+   */
+  static async open(js: JetStreamClient, line: string, replicas = 1): Promise<ModelStore> {
     const kv = await js.views.kv(MODEL_VERSIONS_BUCKET, {
       history: 5,
       description: "current model version per line",
+      replicas,
     });
     const objects = await js.views.os(modelObjectBucket(line), {
       description: `model versions of line ${line}`,
+      replicas,
     });
     return new ModelStore(line, kv, objects);
   }
@@ -85,7 +90,8 @@ export class ModelStore {
   /**
    * Stores `state` as the next version and makes it current. The KV write is conditional on
    * the revision read first, so two trainers racing on one line cannot both publish the same
-   * version number.
+   * version number; each stores its blob under its own object name (`model-v<N>-<nonce>`), so
+   * the loser never overwrites the winner's blob, and deletes its own when it loses.
    */
   async publish(
     state: Uint8Array,
@@ -96,7 +102,7 @@ export class ModelStore {
     const previous = await this.#kv.get(key);
     const previousRecord = previous ? recordOf(previous) : null;
     const version = (previousRecord?.version ?? 0) + 1;
-    const object = modelObjectName(version);
+    const object = `${modelObjectName(version)}-${crypto.randomUUID().slice(0, 8)}`;
     await this.#objects.putBlob({
       name: object,
       description: `line ${this.line} model version ${version} (step ${info.step})`,
@@ -116,12 +122,20 @@ export class ModelStore {
       record.signature = await signing.sign(this.line, version, record.sha256!);
     }
     const value = new TextEncoder().encode(JSON.stringify(record));
-    if (previous && previous.operation === "PUT") {
-      await this.#kv.update(key, value, previous.revision);
-    } else if (previous) {
-      await this.#kv.put(key, value, { previousSeq: previous.revision });
-    } else {
-      await this.#kv.create(key, value);
+    try {
+      if (previous && previous.operation === "PUT") {
+        await this.#kv.update(key, value, previous.revision);
+      } else if (previous) {
+        await this.#kv.put(key, value, { previousSeq: previous.revision });
+      } else {
+        await this.#kv.create(key, value);
+      }
+    } catch (error) {
+      await this.#objects.delete(object).catch(() => undefined);
+      throw new Error(
+        `model v${version} of line ${this.line} was not published: another trainer changed ` +
+          `the current version first (${(error as Error).message})`,
+      );
     }
     return record;
   }

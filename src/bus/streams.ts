@@ -1,7 +1,18 @@
 /**
- * JetStream streams and durable consumers of one line, created or updated idempotently by
- * every stage at start-up, so any stage can be started first and cameras lose nothing while a
- * stage restarts.
+ * JetStream streams and durable consumers of one line. Every stage creates what is missing at
+ * start-up, so any stage can be started first and cameras lose nothing while a stage restarts;
+ * only the line's owner of stream limits (the ingest stage, `ensureLineStreams(…, { owner })`)
+ * changes the limits of existing streams, so a scorer or trainer started elsewhere with other
+ * limits cannot cut the line's backlog.
+ *
+ * Discard policy: every stream discards its oldest messages when full (`DiscardPolicy.Old`).
+ * The streams are the line's history (replay, `simulate`'s pass numbering, the trainer's
+ * refill), so a policy that refuses new messages when full would stop a healthy line once its
+ * history reaches the limits. Losing unprocessed work is made loud instead: the stages report
+ * backlog near the limits and images discarded before they were processed
+ * (`backlog_alarm.ts`). A plant that sizes its limits for `maxAgeSeconds` of the line may set
+ * `streams.imageDiscard: "new"`: the image stream then refuses images when full, and cameras
+ * publishing with JetStream get the error.
  *
  * @module
  */
@@ -16,7 +27,7 @@ import {
   StorageType,
   type StreamConfig,
 } from "nats";
-import type { HeatmapsConfig, StreamLimits } from "../config/schema.ts";
+import type { DeliveryConfig, HeatmapsConfig, StreamLimits } from "../config/schema.ts";
 import {
   decodedSubject,
   heatmapSubjects,
@@ -48,12 +59,15 @@ export function lineStreamConfigs(
     max_bytes: limits.maxBytes,
     max_msgs: limits.maxMsgs,
     duplicate_window: nanos(limits.duplicateWindowSeconds * 1000),
-    num_replicas: 1,
+    num_replicas: limits.replicas,
   };
   const stream = (name: string, subject: string, description: string) =>
     ({ ...common, name, subjects: [subject], description }) as StreamConfig;
   return [
-    stream(names.images, imageSubject(line), `camera images of line ${line}`),
+    {
+      ...stream(names.images, imageSubject(line), `camera images of line ${line}`),
+      discard: limits.imageDiscard === "new" ? DiscardPolicy.New : DiscardPolicy.Old,
+    },
     stream(names.decoded, decodedSubject(line), `decoded images of line ${line} (internal)`),
     stream(names.verdicts, verdictSubject(line), `verdicts of line ${line}`),
     stream(names.training, trainingSubject(line), `training events of line ${line}`),
@@ -68,28 +82,61 @@ export function lineStreamConfigs(
   ];
 }
 
-/** Creates the line's streams, or updates them to the configured limits. */
+/** Options of {@link ensureLineStreams}. */
+export interface EnsureStreamsOptions {
+  /** The owner of the line's stream limits updates existing streams to `limits`. */
+  owner?: boolean;
+  /** Told about existing streams whose limits differ from `limits` (non-owners). */
+  warn?: (message: string) => void;
+  /** Also the heatmap stream, with these limits (when heatmaps are on). */
+  heatmaps?: HeatmapsConfig;
+}
+
+/**
+ * Creates the line's missing streams; the owner also updates existing ones to `limits`,
+ * others only report a difference.
+ */
 export async function ensureLineStreams(
   jsm: JetStreamManager,
   line: string,
   limits: StreamLimits,
-  heatmaps?: HeatmapsConfig,
+  options: EnsureStreamsOptions = {},
 ): Promise<void> {
-  for (const config of lineStreamConfigs(line, limits, heatmaps)) {
-    if (await streamExists(jsm, config.name)) {
+  for (const config of lineStreamConfigs(line, limits, options.heatmaps)) {
+    const existing = await streamConfig(jsm, config.name);
+    if (!existing) {
+      await jsm.streams.add(config);
+      continue;
+    }
+    const differs = LIMIT_FIELDS.filter((field) => existing[field] !== config[field]);
+    if (differs.length === 0) continue;
+    if (options.owner) {
       await jsm.streams.update(config.name, config);
     } else {
-      await jsm.streams.add(config);
+      options.warn?.(
+        `stream ${config.name} keeps its limits (${
+          differs.map((f) => `${f} ${existing[f]}, configured ${config[f]}`).join("; ")
+        }): only the line's ingest stage changes them`,
+      );
     }
   }
 }
 
-async function streamExists(jsm: JetStreamManager, name: string): Promise<boolean> {
+/** The stream settings the owner keeps in line with the configuration. */
+const LIMIT_FIELDS = [
+  "max_age",
+  "max_bytes",
+  "max_msgs",
+  "duplicate_window",
+  "discard",
+  "num_replicas",
+] as const satisfies readonly (keyof StreamConfig)[];
+
+async function streamConfig(jsm: JetStreamManager, name: string): Promise<StreamConfig | null> {
   try {
-    await jsm.streams.info(name);
-    return true;
+    return (await jsm.streams.info(name)).config;
   } catch (error) {
-    if (isNotFound(error)) return false;
+    if (isNotFound(error)) return null;
     throw error;
   }
 }
@@ -101,7 +148,11 @@ export type DurableName = typeof INGEST_CONSUMER | typeof SCORER_CONSUMER | type
 export function durableConsumerConfig(
   line: string,
   durable: DurableName,
+  delivery?: DeliveryConfig,
 ): { stream: string; config: Partial<ConsumerConfig> } {
+  const ackWaitMs = (delivery?.minAckWaitSeconds ?? 30) * 1000;
+  // Unlimited without a delivery section (status readers); 8 is the configured default.
+  const maxDeliver = delivery?.maxDeliver ?? -1;
   const names = streamNames(line);
   switch (durable) {
     case INGEST_CONSUMER:
@@ -113,12 +164,14 @@ export function durableConsumerConfig(
           filter_subject: imageSubject(line),
           ack_policy: AckPolicy.Explicit,
           deliver_policy: DeliverPolicy.All,
-          ack_wait: nanos(30_000),
+          ack_wait: nanos(ackWaitMs),
+          max_deliver: maxDeliver,
           max_ack_pending: 256,
         },
       };
     case SCORER_CONSUMER:
-      // Shared by every scorer process of the line: each message goes to one of them.
+      // Shared by every scorer process of the line: each message goes to one of them. Scorers
+      // pull in bounded batches, so max_ack_pending only caps the line's scorers together.
       return {
         stream: names.decoded,
         config: {
@@ -126,7 +179,8 @@ export function durableConsumerConfig(
           filter_subject: decodedSubject(line),
           ack_policy: AckPolicy.Explicit,
           deliver_policy: DeliverPolicy.All,
-          ack_wait: nanos(60_000),
+          ack_wait: nanos(ackWaitMs),
+          max_deliver: maxDeliver,
           max_ack_pending: 1024,
         },
       };
@@ -144,20 +198,26 @@ export function durableConsumerConfig(
   }
 }
 
-/** Creates (or updates) one durable consumer and returns its stream name. */
+/**
+ * Creates (or updates) one durable consumer and returns its stream name. An existing
+ * consumer's ack_wait is never lowered: another process may have raised it to its measured
+ * step time (`delivery.ts`).
+ */
 export async function ensureDurableConsumer(
   jsm: JetStreamManager,
   line: string,
   durable: DurableName,
+  delivery?: DeliveryConfig,
 ): Promise<string> {
-  const { stream, config } = durableConsumerConfig(line, durable);
+  const { stream, config } = durableConsumerConfig(line, durable, delivery);
   try {
-    await jsm.consumers.info(stream, durable);
+    const existing = await jsm.consumers.info(stream, durable);
     if (config.ack_policy === AckPolicy.Explicit) {
       // Keep an existing consumer (and its position); only tunables can change.
       await jsm.consumers.update(stream, durable, {
-        ack_wait: config.ack_wait,
+        ack_wait: Math.max(existing.config.ack_wait ?? 0, config.ack_wait ?? 0),
         max_ack_pending: config.max_ack_pending,
+        max_deliver: config.max_deliver,
       });
     }
   } catch (error) {

@@ -47,6 +47,12 @@ export function trainingSubject(line: string): string {
   return `${SUBJECT_ROOT}.${line}.training`;
 }
 
+/** Alarms of `line` (public, JSON, see `backlog_alarm.ts`): the line outruns the pipeline. */
+export function alarmSubject(line: string): string {
+  assertLineName(line);
+  return `${SUBJECT_ROOT}.${line}.alarm`;
+}
+
 /**
  * Model versions of `line` a scorer or trainer refused (public, JSON, see
  * `model_refusal.ts`): core NATS, for operators and monitoring.
@@ -137,7 +143,10 @@ export function modelObjectBucket(line: string): string {
   return `inspect-models-${line}`;
 }
 
-/** Object name of version `version` in {@link modelObjectBucket}. */
+/**
+ * Object name prefix of version `version` in {@link modelObjectBucket} (each publication
+ * appends its own suffix, so two trainers never write the same object).
+ */
 export function modelObjectName(version: number): string {
   return `model-v${version}`;
 }

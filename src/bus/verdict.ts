@@ -12,7 +12,10 @@
 import { z } from "zod/v4";
 import type { ImageErrorCode } from "../image/decode.ts";
 
-/** Why an image got a `rejected` verdict: the decoder's codes plus the Image-Id checks. */
+/**
+ * Why an image got a `rejected` verdict: the decoder's codes, the Image-Id checks, and
+ * `processing_failed` for a message whose every delivery failed (`delivery.maxDeliver`).
+ */
 export const RejectionCodeSchema = z.enum([
   "empty",
   "too_large",
@@ -22,14 +25,16 @@ export const RejectionCodeSchema = z.enum([
   "missing_image_id",
   "invalid_image_id",
   "duplicate_image_id",
+  "processing_failed",
   "not_scorable",
 ]).describe(
   "empty: zero-byte payload; too_large: payload above the byte limit; undecodable: not a " +
     "valid image of its type; unsupported_type: not JPEG, PNG or WebP; too_many_pixels: " +
     "width x height above the limit; missing_image_id: no or empty Image-Id header; " +
     "invalid_image_id: Image-Id longer than 256 bytes; duplicate_image_id: the Image-Id was " +
-    "already used on this line; not_scorable: the model in use gave a non-finite score for " +
-    "this image.",
+    "already used on this line; processing_failed: every delivery of the image failed " +
+    "(error.message says why), it is not tried again; not_scorable: the model in use gave a " +
+    "non-finite score for this image.",
 );
 /** A rejection code. */
 export type RejectionCode = z.infer<typeof RejectionCodeSchema>;
@@ -71,7 +76,7 @@ export const HeatmapRefSchema = z.object({
   height: z.number().int().min(1),
   scaleMax: z.number().positive().describe(
     "Byte b stands for the map value b / 255 * scaleMax (linear from 0; negative values are " +
-      "0, values above scaleMax are 255); scaleMax = max(2 * threshold, score).",
+      "0, values above scaleMax are 255); scaleMax = max(2 * threshold, score), or 1 when that is not positive.",
   ),
 });
 /** A heatmap reference. */
@@ -88,6 +93,10 @@ export const ScoredVerdictSchema = z.object({
   aeScore: z.number().describe("Maximum of the normalised autoencoder map alone."),
   threshold: z.number().describe("Threshold in force (see the threshold policy)."),
   modelVersion: z.number().int().min(1),
+  modelStep: z.number().int().min(0).describe(
+    "Training steps of the model version that scored the image: how mature that model is " +
+      "(scores of young models are less reliable; see the README's maturity section).",
+  ),
   originalSize: z.object({ width: z.number().int().min(1), height: z.number().int().min(1) })
     .nullable().describe("The image's size as the camera sent it; null if unknown."),
   region: RegionSchema.nullable().describe(
@@ -218,6 +227,8 @@ export interface ScoredFields {
   threshold: number;
   /** Model version that scored it. */
   modelVersion: number;
+  /** Training steps that version had taken. */
+  modelStep: number;
 }
 
 /** Where in the image: what a scored verdict says about its anomaly map. */

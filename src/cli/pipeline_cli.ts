@@ -99,6 +99,9 @@ export async function servePipeline(
     : values.progress === "0"
     ? 0
     : positiveNumber("progress", values.progress);
+  // Port options are checked before anything connects or starts.
+  const metricsPort = portOption("metrics-port", values["metrics-port"]);
+  const dashboardPort = portOption("dashboard-port", values["dashboard-port"]);
   const target = natsTarget(values);
   let nats;
   try {
@@ -126,7 +129,7 @@ export async function servePipeline(
       workers,
       checkpointDir: values.checkpoints ?? DEFAULT_CHECKPOINT_DIR,
       progressIntervalMs: progressSeconds * 1000,
-      metricsPort: portOption("metrics-port", values["metrics-port"]),
+      metricsPort,
     });
     console.log(
       `line ${config.line}: running ${pipeline.stages.join(", ")} ` +
@@ -134,7 +137,6 @@ export async function servePipeline(
         `${nats.child ? nats.url : describeNats(target)}; Ctrl-C stops`,
     );
     if (pipeline.metricsUrl) console.log(`line ${config.line}: metrics at ${pipeline.metricsUrl}`);
-    const dashboardPort = portOption("dashboard-port", values["dashboard-port"]);
     let dashboard: Dashboard | undefined;
     if (serve.dashboard && config.dashboard.enabled && dashboardPort !== null) {
       try {

@@ -213,6 +213,21 @@ export type HygieneConfig = z.infer<typeof HygieneSchema>;
 /** Hygiene configuration as written (defaults not yet applied). */
 export type HygieneConfigInput = z.input<typeof HygieneSchema>;
 
+/**
+ * Label-free maturity of the first model version (src/stages/maturity.ts): `steps` publishes
+ * after `warmupSteps`; `loss_plateau` also waits until the windowed mean loss stops falling.
+ */
+export const MaturitySchema = z.object({
+  /** `steps` (fixed warm-up) or `loss_plateau`. */
+  criterion: z.enum(["steps", "loss_plateau"]).default("steps"),
+  /** Steps in each of the two windows compared. */
+  window: z.number().int().min(1).default(25),
+  /** Largest relative fall of the windowed mean loss that counts as a plateau. */
+  tolerance: z.number().min(0).max(1).default(0.05),
+  /** Publish at this step at the latest, plateau or not. */
+  maxSteps: z.number().int().min(1).default(1000),
+}).strict();
+
 /** The trainer stage: warm-up, model publication cadence and its image buffer. */
 export const TrainerStageSchema = z.object({
   /** Training steps before the first model version is published; verdicts are `warming_up` until then. */
@@ -227,12 +242,19 @@ export const TrainerStageSchema = z.object({
   statsImages: z.number().int().min(1).default(64),
   /** Most recent buffered images the map-normalisation quantiles are fitted on at each publication. */
   normalisationImages: z.number().int().min(1).default(64),
+  /**
+   * Seconds between resume points (`<checkpoints>/<line>/resume.ad2c`, written atomically):
+   * a trainer killed -9 resumes from the newest of it and the current version.
+   */
+  checkpointEverySeconds: z.number().positive().default(30),
   /** Model versions kept in the object store (older ones are deleted). */
   keepVersions: z.number().int().min(1).default(5),
   /** Seed of the replay sampling. */
   seed: z.number().int().default(1),
   /** Which flagged images stop being trained on. */
   hygiene: HygieneSchema.default({}),
+  /** When the first version is mature enough to publish (src/stages/maturity.ts). */
+  maturity: MaturitySchema.default({}),
 }).strict();
 /** Trainer stage configuration. */
 export type TrainerStageConfig = z.infer<typeof TrainerStageSchema>;
@@ -275,9 +297,43 @@ export const StreamLimitsSchema = z.object({
   maxMsgs: z.number().int().positive().default(1_000_000),
   /** Window in which JetStream drops a re-published message with the same `Nats-Msg-Id`. */
   duplicateWindowSeconds: z.number().positive().default(120),
+  /**
+   * Copies of every stream, KV bucket and object store of the line: 1 on a single server, 3
+   * on a JetStream cluster (survives the loss of one node). At most the cluster's size.
+   */
+  replicas: z.number().int().min(1).max(5).default(1),
+  /**
+   * When the image stream is full: `old` (default) discards its oldest images (the stream is
+   * also the line's history; the stages raise alarms when unprocessed ones go); `new` refuses
+   * new ones, so a camera publishing with JetStream gets an error, but the line stops taking
+   * images whenever the limits are reached: size them for `maxAgeSeconds` of the line.
+   */
+  imageDiscard: z.enum(["old", "new"]).default("old"),
 }).strict();
 /** Stream retention configuration. */
 export type StreamLimits = z.infer<typeof StreamLimitsSchema>;
+
+/**
+ * Redelivery of the line's work (src/bus/delivery.ts): how long a stage may hold a message
+ * before JetStream hands it to another process, and how often a message that keeps failing is
+ * tried before it gets a `processing_failed` rejection.
+ */
+export const DeliverySchema = z.object({
+  /**
+   * Deliveries of one image to ingest or the scorer; the last failed one publishes a
+   * `rejected` verdict with code `processing_failed` (a poison message ends there).
+   */
+  maxDeliver: z.number().int().min(2).max(100).default(8),
+  /**
+   * Lowest ack_wait in seconds. Stages raise it to `ackWaitPerStep` times the slowest step
+   * they measured, and send progress acks while a step runs.
+   */
+  minAckWaitSeconds: z.number().min(1).max(3600).default(30),
+  /** ack_wait as a multiple of the slowest measured batch step. */
+  ackWaitPerStep: z.number().min(2).max(100).default(10),
+}).strict();
+/** Redelivery configuration. */
+export type DeliveryConfig = z.infer<typeof DeliverySchema>;
 
 /** Limits checked before an image is decoded. */
 export const ImageLimitsSchema = z.object({
@@ -359,6 +415,7 @@ export const PipelineSchema = z.object({
   inference: InferenceSchema.default({}),
   streams: StreamLimitsSchema.default({}),
   images: ImageLimitsSchema.default({}),
+  delivery: DeliverySchema.default({}),
   models: ModelObjectsSchema.default({}),
   heatmaps: HeatmapsSchema.default({}),
   metrics: MetricsSchema.default({}),

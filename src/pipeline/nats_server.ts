@@ -22,6 +22,10 @@ export interface NatsServerHandle {
   storeDir: string;
   /** Stops the server (SIGTERM, then waits for it to exit). */
   stop(): Promise<void>;
+  /** Kills the server with SIGKILL (a crash: no clean shutdown) and waits for it to exit. */
+  kill(): Promise<void>;
+  /** Makes the server re-read its configuration file (SIGHUP), e.g. after a credential change. */
+  reload(): void;
   /** Authorization and permission errors the server logged so far (for security tests). */
   readonly violations: readonly string[];
 }
@@ -45,6 +49,8 @@ export interface StartNatsServerOptions {
   configFile?: string;
   /** Extra environment of the server process (variables a configuration file refers to). */
   env?: Record<string, string>;
+  /** Extra command-line arguments (e.g. `--cluster …` for a JetStream cluster node). */
+  args?: string[];
 }
 
 /** The nats-server binary on this machine, or null. */
@@ -73,6 +79,7 @@ export async function startNatsServer(options: StartNatsServerOptions): Promise<
     args: [
       ...(options.configFile ? ["-c", options.configFile] : []),
       ...["-js", "-a", host, "-p", port, "-sd", options.storeDir],
+      ...(options.args ?? []),
     ],
     env: options.env,
     stdin: "null",
@@ -130,23 +137,28 @@ export async function startNatsServer(options: StartNatsServerOptions): Promise<
     clearTimeout(timer);
   }
   let stopped: Promise<void> | undefined;
+  const end = (signal: Deno.Signal) => {
+    stopped ??= (async () => {
+      try {
+        child.kill(signal);
+      } catch {
+        // already gone
+      }
+      await child.status;
+      await reader.catch(() => undefined);
+    })();
+    return stopped;
+  };
   return {
     url: `nats://${host}:${listeningPort}`,
     port: listeningPort,
     storeDir: options.storeDir,
     violations,
-    stop() {
-      stopped ??= (async () => {
-        try {
-          child.kill("SIGTERM");
-        } catch {
-          // already gone
-        }
-        await child.status;
-        await reader.catch(() => undefined);
-      })();
-      return stopped;
+    reload() {
+      child.kill("SIGHUP");
     },
+    stop: () => end("SIGTERM"),
+    kill: () => end("SIGKILL"),
   };
 }
 

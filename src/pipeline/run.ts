@@ -6,11 +6,13 @@
  */
 import type { NatsConnection, Service } from "nats";
 import { connectNats, type NatsAuth, natsTargetOf } from "../bus/connection.ts";
+import type { StageSetup } from "./stage_factory.ts";
 import type { PipelineConfig } from "../config/schema.ts";
 import { type StageEndpoints, startControlService } from "../bus/control.ts";
 import { STAGE_NAMES, type StageName, type StageStatus } from "../stages/stage.ts";
 import { progressLine, type StatusSample } from "./progress.ts";
 import { type StageHandle, startLocalStage, startWorkerStage } from "./stage_host.ts";
+import { superviseStage } from "./supervise.ts";
 import { withScorerThreads } from "./cores.ts";
 import { scrapeMetricsJson, startMetricsEndpoint } from "../observe/metrics_endpoint.ts";
 import type { MetricsJson } from "../observe/metrics.ts";
@@ -26,7 +28,10 @@ export interface RunPipelineOptions {
   natsAuth?: NatsAuth;
   /** Stages to run (default: all three). */
   stages?: readonly StageName[];
-  /** Run each stage in its own Worker (default true); false runs them in this thread. */
+  /**
+   * Run each stage in its own Worker (default true), restarted with back-off when it crashes;
+   * false runs them in this thread (a crash ends the process: its supervisor restarts it).
+   */
   workers?: boolean;
   /** Trainer checkpoints go to `<checkpointDir>/<line>` (default `data/checkpoints`). */
   checkpointDir?: string;
@@ -59,6 +64,22 @@ export interface RunningPipeline {
   metrics(): Promise<MetricsJson>;
 }
 
+/** Longest wait for the control connection to drain (it may be reconnecting, or refused). */
+const CONTROL_DRAIN_MS = 5_000;
+
+/** Drains `connection`, closing it instead when that takes longer than `ms`. */
+async function drainWithin(connection: NatsConnection, ms: number): Promise<void> {
+  if (connection.isClosed()) return;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<"late">((resolve) => timer = setTimeout(() => resolve("late"), ms));
+  try {
+    const outcome = await Promise.race([connection.drain().then(() => "drained"), late]);
+    if (outcome === "late") await connection.close();
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Default checkpoint directory. */
 export const DEFAULT_CHECKPOINT_DIR = "data/checkpoints";
 
@@ -69,8 +90,11 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunningP
   if (names.length === 0) throw new Error("no stage to run");
   const config = withScorerThreads(options.config, names);
   const checkpointDir = options.checkpointDir ?? DEFAULT_CHECKPOINT_DIR;
-  const start = options.workers === false ? startLocalStage : startWorkerStage;
   const log = options.log ?? ((line: string) => console.log(line));
+  const start = options.workers === false
+    ? startLocalStage
+    : (setup: StageSetup, url: string, auth?: NatsAuth) =>
+      superviseStage(setup, () => startWorkerStage(setup, url, auth), log);
 
   const handles = new Map<StageName, StageHandle>();
   let control: { connection: NatsConnection; service: Service } | undefined;
@@ -82,7 +106,7 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunningP
     const rest = await Promise.allSettled([...handles.values()].map((handle) => handle.stop()));
     if (control) {
       await control.service.stop();
-      await control.connection.drain();
+      await drainWithin(control.connection, CONTROL_DRAIN_MS);
     }
     const errors = [...first, ...rest].flatMap((r) => r.status === "rejected" ? [r.reason] : []);
     if (errors.length > 0) {

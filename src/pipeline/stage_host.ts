@@ -64,6 +64,37 @@ export async function connectStage(
   });
 }
 
+/** How long a stage whose NATS connection is gone may take to stop (its loops wait on NATS). */
+export const STOP_AFTER_CONNECTION_LOSS_MS = 10_000;
+
+/**
+ * Awaits a stage's stop; after the connection was lost (e.g. credentials revoked) only for
+ * {@link STOP_AFTER_CONNECTION_LOSS_MS}, so the process exits instead of hanging.
+ */
+async function stopWithin(stop: Promise<unknown>, lost: boolean, stage: string): Promise<void> {
+  if (!lost) {
+    await stop;
+    return;
+  }
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new Error(
+            `${stage}: not stopped ${STOP_AFTER_CONNECTION_LOSS_MS} ms after NATS was lost`,
+          ),
+        ),
+      STOP_AFTER_CONNECTION_LOSS_MS,
+    );
+  });
+  try {
+    await Promise.race([stop, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Calls `method` on a stage, failing clearly when the stage lacks it. */
 export async function callStage(
   stage: PipelineStage,
@@ -96,7 +127,7 @@ export async function startLocalStage(
   // A closed connection is a failure unless we closed it ourselves.
   const failure = connection.closed().then((error) => {
     if (stopping) return new Promise<never>(() => {});
-    throw error ?? new Error(`${setup.stage}: NATS connection closed`);
+    throw new Error(`${setup.stage}: NATS: ${error?.message ?? "connection closed"}`);
   });
   failure.catch(() => undefined);
   return {
@@ -112,9 +143,9 @@ export async function startLocalStage(
     stop() {
       stopping ??= (async () => {
         try {
-          await stage.stop();
+          await stopWithin(stage.stop(), connection.isClosed(), setup.stage);
         } finally {
-          await connection.drain();
+          if (!connection.isClosed()) await connection.drain();
         }
       })();
       return stopping;
@@ -145,17 +176,25 @@ export async function startWorkerStage(
     rejectReady = reject;
   });
   let terminated = false;
+  let connectionLost = false;
   const fail = (error: Error) => {
     rejectReady(error);
     for (const call of calls.values()) call.reject(error);
     calls.clear();
-    if (!terminated) rejectFailure(error);
+    if (!terminated) {
+      rejectFailure(error);
+      // A failed stage is done: its Worker goes, so a supervisor can start a fresh one.
+      terminated = true;
+      worker.terminate();
+    }
   };
   worker.onmessage = (event: MessageEvent<FromWorker>) => {
     const message = event.data;
     if (message.type === "ready") resolveReady();
-    else if (message.type === "failed") fail(new Error(`${setup.stage}: ${message.error}`));
-    else {
+    else if (message.type === "failed") {
+      connectionLost = true;
+      fail(new Error(`${setup.stage}: ${message.error}`));
+    } else {
       const call = calls.get(message.id);
       calls.delete(message.id);
       if (message.ok) call?.resolve(message.value);
@@ -192,7 +231,7 @@ export async function startWorkerStage(
     stop() {
       stopping ??= (async () => {
         try {
-          await call("stop");
+          await stopWithin(call("stop"), connectionLost, setup.stage);
         } finally {
           terminated = true;
           worker.terminate();

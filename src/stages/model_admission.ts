@@ -65,15 +65,17 @@ export interface ModelGateOptions {
   signing?: ModelSigning | null;
 }
 
-/** Refusals kept for the status answer. */
-const RECENT_REFUSALS = 5;
+/** Refused version numbers remembered (so none is fetched or logged twice); oldest dropped. */
+const REMEMBERED_REFUSALS = 1000;
 
 /** Admits or refuses model versions for one stage. */
 export class ModelGate {
   /** The signing key in force, or null (versions are then accepted unsigned). */
   readonly signing: ModelSigning | null;
   readonly #options: ModelGateOptions;
-  readonly #refused = new Map<number, ModelRefusal>();
+  readonly #refused = new Set<number>();
+  #refusedCount = 0;
+  #lastRefusal: ModelRefusal | null = null;
 
   private constructor(options: ModelGateOptions, signing: ModelSigning | null) {
     this.#options = options;
@@ -104,21 +106,11 @@ export class ModelGate {
     return gate;
   }
 
-  /** True when `version` was refused before (it is not fetched or logged again). */
-  wasRefused(version: number): boolean {
-    return this.#refused.has(version);
-  }
-
-  /** The latest refusals, newest last. */
-  recentRefusals(): ModelRefusal[] {
-    return [...this.#refused.values()].slice(-RECENT_REFUSALS);
-  }
-
   /** Status fields: how many versions were refused and the latest one, in words. */
   statusDetails(): { refusedVersions: number; lastRefusal: string | null } {
-    const last = [...this.#refused.values()].at(-1);
+    const last = this.#lastRefusal;
     return {
-      refusedVersions: this.#refused.size,
+      refusedVersions: this.#refusedCount,
       lastRefusal: last ? `v${last.version} (${last.code}): ${last.reason}` : null,
     };
   }
@@ -214,7 +206,12 @@ export class ModelGate {
       servingVersion,
       at: new Date().toISOString(),
     };
-    this.#refused.set(record.version, refusal);
+    this.#refused.add(record.version);
+    if (this.#refused.size > REMEMBERED_REFUSALS) {
+      this.#refused.delete(this.#refused.values().next().value!);
+    }
+    this.#refusedCount++;
+    this.#lastRefusal = refusal;
     log.warn(
       `refused model v${record.version} (${error.code}): ${error.message}; ` +
         (servingVersion === null ? "not using it" : `still using v${servingVersion}`),

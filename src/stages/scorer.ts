@@ -7,22 +7,30 @@
  * Hot swap: a watcher loads each new version and builds its scoring session (ONNX Runtime by
  * default, see `src/model/engine.ts`) in the background; the swap happens between two
  * batches, so no image is dropped and none waits longer than the batch in hand. Messages are
- * acknowledged only after their verdicts are stored; a redelivered message's verdict carries
- * the same `Nats-Msg-Id` and JetStream drops the copy.
+ * acknowledged only after their verdicts are stored and recorded in the verdict ledger, so a
+ * redelivered message whose verdict exists is acknowledged without a second one, however late
+ * it comes (`src/bus/verdict_ledger.ts`).
+ *
+ * Work in hand is bounded: the stage pulls (bounded fetches) at most one batch beyond the one
+ * it is scoring, sends progress acks for what it holds, and raises the consumer's ack_wait to
+ * a multiple of its slowest measured batch. A message whose scoring throws is scored alone;
+ * on its last delivery (`delivery.maxDeliver`) it gets a `processing_failed` rejection.
  *
  * @module
  */
-import type {
-  ConsumerMessages,
-  JetStreamClient,
-  JetStreamManager,
-  JsMsg,
-  NatsConnection,
-} from "nats";
+import type { Consumer, JetStreamClient, JetStreamManager, JsMsg, NatsConnection } from "nats";
 import type { PipelineConfig } from "../config/schema.ts";
 import { decodeDecodedImage, DecodedImageError } from "../bus/decoded_image.ts";
 import { ModelStore, type ModelVersionRecord } from "../bus/model_store.ts";
-import { publishVerdict } from "../bus/publishers.ts";
+import { BacklogAlarm } from "../bus/backlog_alarm.ts";
+import {
+  AckWaitTuner,
+  isLastDelivery,
+  keepWorking,
+  progressIntervalMs,
+  retryDelayMs,
+} from "../bus/delivery.ts";
+import { VerdictLedger } from "../bus/verdict_ledger.ts";
 import { publishHeatmap } from "../bus/heatmap.ts";
 import { encodeHeatmapPng } from "../image/heatmap_png.ts";
 import { localise } from "./localise.ts";
@@ -52,6 +60,7 @@ import {
   type StageOptions,
   type StageStatus,
 } from "./stage.ts";
+import { blockThread, failingImageIds, InjectedFault, scoringDelayMs } from "./faults.ts";
 import { ScoreWindow } from "./threshold.ts";
 import { ModelGate } from "./model_admission.ts";
 import { Wakeup } from "./wakeup.ts";
@@ -73,8 +82,17 @@ interface PendingHeatmap {
   scaleMax: number;
 }
 
-/** Delay before a batch whose verdicts could not be stored is redelivered. */
-const RETRY_DELAY_MS = 2_000;
+/** What scoring made of one message: its verdict, heatmap and ingest time. */
+interface Judged {
+  verdict: Verdict;
+  heatmap: PendingHeatmap | null;
+  receivedAt: Date | null;
+}
+
+/** Longest wait of one pull request; an idle scorer asks again after it. */
+const FETCH_EXPIRES_MS = 2_000;
+/** Pause after a failed pull (the broker restarting) before the next one. */
+const PULL_RETRY_MS = 1_000;
 
 /** The scorer stage of one line (one of possibly several processes). */
 export class ScorerStage implements PipelineStage {
@@ -91,10 +109,20 @@ export class ScorerStage implements PipelineStage {
   #gate?: ModelGate;
   #current: LoadedModel | null = null;
   #next: LoadedModel | null = null;
+  #ledger?: VerdictLedger;
+  #ackWait?: AckWaitTuner;
+  #alarm?: BacklogAlarm;
   #engines?: ScoringEngines;
-  #messages?: ConsumerMessages;
   #queue: JsMsg[] = [];
+  /** Messages pulled and not yet acked or nak'ed: they get progress acks. */
+  readonly #inHand: JsMsg[] = [];
+  #stopProgress?: () => void;
   readonly #wakeup = new Wakeup();
+  /** Wakes the puller when the queue has room. */
+  readonly #room = new Wakeup();
+  readonly #failing = failingImageIds();
+  readonly #delayMs = scoringDelayMs();
+  #puller?: Promise<void>;
   #loop?: Promise<void>;
   #watcher?: Promise<void>;
   #stopping = false;
@@ -102,6 +130,8 @@ export class ScorerStage implements PipelineStage {
   #verdicts = { scored: 0, warming_up: 0, rejected: 0, anomalous: 0 };
   #swaps = 0;
   #retried = 0;
+  #alreadyAnswered = 0;
+  #failed = 0;
 
   /** Creates the stage; {@link start} connects it. */
   constructor(options: StageOptions) {
@@ -119,9 +149,18 @@ export class ScorerStage implements PipelineStage {
     this.#log.info(`scoring with ${this.#engines.description}`);
     this.#jsm = await this.#nc.jetstreamManager();
     this.#js = this.#nc.jetstream();
-    await ensureLineStreams(this.#jsm, line, streams, heatmaps.enabled ? heatmaps : undefined);
-    const stream = await ensureDurableConsumer(this.#jsm, line, SCORER_CONSUMER);
-    this.#models = await ModelStore.open(this.#js, line);
+    await ensureLineStreams(this.#jsm, line, streams, {
+      warn: (m) => this.#log.warn(m),
+      heatmaps: heatmaps.enabled ? heatmaps : undefined,
+    });
+    const stream = await ensureDurableConsumer(
+      this.#jsm,
+      line,
+      SCORER_CONSUMER,
+      this.#config.delivery,
+    );
+    this.#models = await ModelStore.open(this.#js, line, streams.replicas);
+    this.#ledger = await VerdictLedger.open(this.#js, line, streams);
     this.#gate = await ModelGate.open({
       connection: this.#nc,
       config: this.#config,
@@ -135,28 +174,87 @@ export class ScorerStage implements PipelineStage {
     if (current) await this.#load(current);
     this.#watcher = this.#watch();
     const consumer = await this.#js.consumers.get(stream, SCORER_CONSUMER);
-    // Prefetch two batches: enough to keep busy, little enough to share the line with others.
-    this.#messages = await consumer.consume({
-      max_messages: 2 * this.#config.scorer.batchSize,
-      callback: (message) => {
-        if (this.#stopping) {
-          message.nak(); // back to the stream at once for another scorer
-          return;
-        }
-        this.#queue.push(message);
-        this.#wakeup.notify();
-      },
-    });
+    const info = await consumer.info();
+    this.#ackWait = new AckWaitTuner(
+      this.#jsm,
+      stream,
+      SCORER_CONSUMER,
+      this.#config.delivery,
+      (info.config.ack_wait ?? 30e9) / 1e6,
+    );
+    this.#alarm = new BacklogAlarm(
+      this.#nc,
+      this.#jsm,
+      line,
+      stream,
+      SCORER_CONSUMER,
+      (m) => this.#log.warn(m),
+    );
+    this.#alarm.start();
+    this.#restartProgress();
+    this.#puller = this.#pull(consumer);
     this.#loop = this.#run();
   }
 
-  async #watch(): Promise<void> {
-    try {
-      for await (const record of this.#models!.watch(this.#watchAbort.signal)) {
-        await this.#load(record);
+  /** (Re)starts the progress acks of messages in hand at a third of the current ack_wait. */
+  #restartProgress(): void {
+    this.#stopProgress?.();
+    this.#stopProgress = keepWorking(this.#inHand, progressIntervalMs(this.#ackWait!.ackWaitMs));
+  }
+
+  /**
+   * Pulls at most one batch beyond the one being scored: a scorer holds no more than it can
+   * score soon, so several scorers share a backlog and nothing waits out its ack_wait here.
+   */
+  async #pull(consumer: Consumer): Promise<void> {
+    const { batchSize } = this.#config.scorer;
+    while (!this.#stopping) {
+      const room = batchSize - this.#queue.length;
+      if (room <= 0) {
+        await this.#room.wait(1_000);
+        continue;
       }
-    } catch (error) {
-      if (!this.#stopping) this.#log.warn(`model watch ended: ${errorText(error)}`);
+      try {
+        const messages = await consumer.fetch({ max_messages: room, expires: FETCH_EXPIRES_MS });
+        for await (const message of messages) {
+          if (this.#stopping) {
+            message.nak(); // back to the stream at once for another scorer
+            continue;
+          }
+          this.#inHand.push(message);
+          this.#queue.push(message);
+          this.#wakeup.notify();
+        }
+      } catch (error) {
+        if (this.#stopping) break;
+        this.#log.warn(`pulling decoded images failed: ${errorText(error)}; retrying`);
+        await new Promise((resolve) => setTimeout(resolve, PULL_RETRY_MS));
+      }
+    }
+  }
+
+  /** Removes `message` from the progress-acked set (after its ack or nak). */
+  #release(message: JsMsg): void {
+    const i = this.#inHand.indexOf(message);
+    if (i >= 0) this.#inHand.splice(i, 1);
+  }
+
+  /** Follows the model pointer; a watch that ends (broker restart) is started again. */
+  async #watch(): Promise<void> {
+    let delayMs = 500;
+    while (!this.#stopping) {
+      try {
+        for await (const record of this.#models!.watch(this.#watchAbort.signal)) {
+          delayMs = 500;
+          await this.#load(record);
+        }
+        if (!this.#stopping) this.#log.warn("model watch ended; watching again");
+      } catch (error) {
+        if (!this.#stopping) this.#log.warn(`model watch failed: ${errorText(error)}; retrying`);
+      }
+      if (this.#stopping) break;
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+      delayMs = Math.min(10_000, delayMs * 2);
     }
   }
 
@@ -211,47 +309,155 @@ export class ScorerStage implements PipelineStage {
         await this.#wakeup.wait(1_000);
         continue;
       }
-      await this.#process(this.#queue.splice(0, batchSize));
+      const batch = this.#queue.splice(0, batchSize);
+      this.#room.notify();
+      await this.#process(batch);
     }
   }
 
-  async #process(messages: JsMsg[]): Promise<void> {
-    this.#imagesIn += messages.length;
-    metrics().imagesIn.inc({ line: this.#config.line, stage: this.name }, messages.length);
-    let verdicts: Verdict[];
-    let heatmaps: (PendingHeatmap | null)[];
-    let receivedAt: (Date | null)[];
+  async #process(pulled: JsMsg[]): Promise<void> {
+    this.#imagesIn += pulled.length;
+    metrics().imagesIn.inc({ line: this.#config.line, stage: this.name }, pulled.length);
+    // A redelivery whose verdict is already recorded (its ack was lost) is done.
+    const messages: JsMsg[] = [];
+    await Promise.all(pulled.map(async (message) => {
+      if (message.info.redelivered && await this.#answered(message)) {
+        this.#alreadyAnswered++;
+        this.#settle(message, "ack");
+      } else {
+        messages.push(message);
+      }
+    }));
+    if (messages.length === 0) return;
+    messages.sort((a, b) => a.seq - b.seq);
+    for (const message of messages) message.working(); // the step below blocks this thread
+    const started = performance.now();
+    if (this.#delayMs > 0) blockThread(this.#delayMs);
+    let judged: (Judged | null)[];
     try {
-      ({ verdicts, heatmaps, receivedAt } = await this.#judge(messages));
+      judged = judgedEach(await this.#judge(messages));
     } catch (error) {
-      this.#retried += messages.length;
-      this.#log.warn(`scoring failed: ${errorText(error)}; retrying the batch`);
-      for (const message of messages) message.nak(RETRY_DELAY_MS);
+      this.#log.warn(`scoring a batch failed: ${errorText(error)}; scoring its images one by one`);
+      judged = [];
+      for (const message of messages) judged.push(await this.#judgeAlone(message));
+    }
+    const raised = this.#ackWait!.record(performance.now() - started);
+    if (raised !== null) {
+      this.#log.info(`ack_wait raised to ${(raised / 1000).toFixed(1)} s (slowest batch)`);
+      this.#restartProgress();
+    }
+    await Promise.all(judged.map((result, i) => this.#store(messages[i], result)));
+  }
+
+  /** One message scored alone; null when scoring it fails before its last delivery. */
+  async #judgeAlone(message: JsMsg): Promise<Judged | null> {
+    try {
+      return judgedEach(await this.#judge([message]))[0];
+    } catch (error) {
+      const why = errorText(error);
+      if (!isLastDelivery(message, this.#config.delivery.maxDeliver)) {
+        this.#log.warn(
+          `decoded seq ${message.seq}: scoring failed (delivery ${message.info.deliveryCount}): ${why}`,
+        );
+        return null;
+      }
+      this.#log.warn(`decoded seq ${message.seq}: scoring failed on the last delivery: ${why}`);
+      return { verdict: this.#failedVerdict(message, why), heatmap: null, receivedAt: null };
+    }
+  }
+
+  /** The `processing_failed` rejection of a message every delivery of which failed. */
+  #failedVerdict(message: JsMsg, why: string): Verdict {
+    const identity = this.#identityOf(message);
+    return rejectedVerdict(
+      {
+        line: this.#config.line,
+        imageSeq: identity.imageSeq,
+        capturedAt: identity.capturedAt,
+      },
+      identity.imageId,
+      "processing_failed",
+      `scoring failed on all ${message.info.deliveryCount} deliveries: ${why}`,
+    );
+  }
+
+  /** Whatever identity the decoded message's headers carry. */
+  #identityOf(
+    message: JsMsg,
+  ): { imageId: string | null; imageSeq: number; capturedAt: string | null } {
+    try {
+      const image = decodeDecodedImage(message.data, message.headers, this.#config.model.imageSize);
+      return { imageId: image.imageId, imageSeq: image.imageSeq, capturedAt: image.capturedAt };
+    } catch (error) {
+      const identity = error instanceof DecodedImageError ? error.identity : {};
+      return {
+        imageId: identity.imageId || null,
+        imageSeq: identity.imageSeq && identity.imageSeq > 0 ? identity.imageSeq : message.seq,
+        capturedAt: identity.capturedAt ?? null,
+      };
+    }
+  }
+
+  /** True when the message's verdict is recorded as published. */
+  async #answered(message: JsMsg): Promise<boolean> {
+    const identity = this.#identityOf(message);
+    const probe = rejectedVerdict(
+      { line: this.#config.line, imageSeq: identity.imageSeq, capturedAt: null },
+      identity.imageId,
+      "processing_failed",
+      "",
+    );
+    return await this.#ledger!.answered(probe).catch(() => false);
+  }
+
+  /**
+   * Publishes the heatmap, then the verdict once (ledger), and acks; without a verdict, or
+   * when it cannot be stored, the message is tried again after a back-off.
+   */
+  async #store(message: JsMsg, judged: Judged | null): Promise<void> {
+    if (!judged) {
+      this.#retried++;
+      this.#settle(message, "nak");
       return;
     }
-    // The heatmap is stored before its verdict: a consumer reading the verdict finds it.
-    const stored = await Promise.allSettled(verdicts.map(async (v, i) => {
-      const heatmap = heatmaps[i];
+    const { verdict, heatmap, receivedAt } = judged;
+    try {
+      // The heatmap is stored before its verdict: a consumer reading the verdict finds it.
       if (heatmap) {
         const size = this.#config.model.imageSize;
         const png = await encodeHeatmapPng(heatmap.map, size, heatmap.scaleMax);
-        await publishHeatmap(this.#js!, { line: v.line, ...heatmap, png });
+        await publishHeatmap(this.#js!, { line: verdict.line, ...heatmap, png });
       }
-      return await publishVerdict(this.#js!, v);
-    }));
-    stored.forEach((result, i) => {
-      if (result.status === "fulfilled") {
-        messages[i].ack();
-        const verdict = verdicts[i];
-        metrics().verdictStored(this.name, verdict, receivedAt[i]);
-        this.#verdicts[verdict.status]++;
-        if (verdict.status === "scored" && verdict.anomalous) this.#verdicts.anomalous++;
-      } else {
-        this.#retried++;
-        this.#log.warn(`verdict of seq ${messages[i].seq} not stored: ${result.reason}`);
-        messages[i].nak(RETRY_DELAY_MS);
+      const outcome = await this.#ledger!.publishOnce(verdict);
+      this.#settle(message, "ack");
+      if (outcome.kind === "already") {
+        this.#alreadyAnswered++;
+        return;
       }
-    });
+      metrics().verdictStored(this.name, verdict, receivedAt);
+      this.#verdicts[verdict.status]++;
+      if (verdict.status === "scored" && verdict.anomalous) this.#verdicts.anomalous++;
+      if (verdict.status === "rejected" && verdict.error.code === "processing_failed") {
+        this.#failed++;
+      }
+    } catch (error) {
+      this.#retried++;
+      this.#log.warn(`verdict of decoded seq ${message.seq} not stored: ${errorText(error)}`);
+      if (!isLastDelivery(message, this.#config.delivery.maxDeliver) || this.#stopping) {
+        this.#settle(message, "nak");
+        return;
+      }
+      // JetStream will not deliver it again: keep trying here (it stays progress-acked).
+      await new Promise((resolve) => setTimeout(resolve, retryDelayMs(1)));
+      await this.#store(message, judged);
+    }
+  }
+
+  /** Acks, or naks with a back-off growing with the delivery count; stops its progress acks. */
+  #settle(message: JsMsg, how: "ack" | "nak"): void {
+    this.#release(message);
+    if (how === "ack") message.ack();
+    else message.nak(retryDelayMs(message.info.deliveryCount));
   }
 
   /** One verdict per message, in order, and the heatmap of each scored one. */
@@ -278,6 +484,7 @@ export class ScorerStage implements PipelineStage {
         const image = decodeDecodedImage(message.data, message.headers, size);
         receivedAt[index] = image.receivedAt ?? null;
         const context = { line, imageSeq: image.imageSeq, capturedAt: image.capturedAt };
+        if (this.#failing.has(image.imageId)) throw new InjectedFault(image.imageId);
         readable.push({
           index,
           imageId: image.imageId,
@@ -337,6 +544,7 @@ export class ScorerStage implements PipelineStage {
             aeScore: reports[i].aeScore,
             threshold,
             modelVersion: model.version,
+            modelStep: model.detector.step,
           },
           new Date(),
           findings.localisation,
@@ -382,6 +590,12 @@ export class ScorerStage implements PipelineStage {
         windowScores: this.#window.size,
         swaps: this.#swaps,
         retried: this.#retried,
+        alreadyAnswered: this.#alreadyAnswered,
+        processingFailed: this.#failed,
+        backlogAtRisk: this.#alarm?.counts.atRisk ?? 0,
+        discardedUnprocessed: this.#alarm?.counts.discardedUnprocessed ?? 0,
+        ackWaitMs: this.#ackWait?.ackWaitMs ?? null,
+        slowestBatchMs: this.#ackWait?.slowestStepMs ?? null,
         queuedVersion: this.#next?.version ?? null,
         engine: this.#engines?.description ?? null,
         ...(this.#gate?.statusDetails() ?? { refusedVersions: 0, lastRefusal: null }),
@@ -395,8 +609,11 @@ export class ScorerStage implements PipelineStage {
     this.#stopping = true;
     this.#wakeup.notify();
     this.#watchAbort.abort();
-    await this.#messages?.close();
+    this.#alarm?.stop();
+    this.#room.notify();
+    await this.#puller;
     await this.#loop;
+    this.#stopProgress?.();
     for (const message of this.#queue.splice(0)) message.nak();
     await this.#watcher;
     await this.#nc.flush();
@@ -404,6 +621,17 @@ export class ScorerStage implements PipelineStage {
     await release(this.#next);
     this.#current = this.#next = null;
   }
+}
+
+/** Splits {@link ScorerStage}'s batch result into one {@link Judged} per message. */
+function judgedEach(
+  batch: { verdicts: Verdict[]; heatmaps: (PendingHeatmap | null)[]; receivedAt: (Date | null)[] },
+): Judged[] {
+  return batch.verdicts.map((verdict, i) => ({
+    verdict,
+    heatmap: batch.heatmaps[i],
+    receivedAt: batch.receivedAt[i],
+  }));
 }
 
 /** Frees a model version's session and detector. */

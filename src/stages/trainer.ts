@@ -5,7 +5,9 @@
  * training subject; the hygiene policy (`trainer.hygiene`: ATDR flags, optionally the published
  * model's anomalous verdicts, under a rejection cap) decides which leave the buffer, so they
  * are neither replayed nor used for the map normalisation. A restarted trainer resumes from the
- * line's current version.
+ * newer of the line's current version and its own resume point (written every
+ * `trainer.checkpointEverySeconds`, so a kill -9 before the first version costs little), and
+ * refills its buffer from the decoded images the line still holds (`trainer_resume.ts`).
  *
  * Training is synchronous compute; between steps the loop yields so NATS callbacks keep
  * filling the buffer and control requests are answered.
@@ -28,6 +30,7 @@ import { consumerBacklog, ensureDurableConsumer, ensureLineStreams } from "../bu
 import { TRAINER_CONSUMER, verdictSubject } from "../bus/subjects.ts";
 import { parseVerdict, type Verdict } from "../bus/verdict.ts";
 import { ImageBuffer } from "./image_buffer.ts";
+import { LossPlateau } from "./maturity.ts";
 import { RejectionPolicy } from "./hygiene.ts";
 import { metrics } from "../observe/metrics.ts";
 import { trainStepFromBuffer } from "./buffer_training.ts";
@@ -52,6 +55,7 @@ import {
   type StageStatus,
 } from "./stage.ts";
 import { Wakeup, yieldToEventLoop } from "./wakeup.ts";
+import { loadResumePoint, recentDecodedImages, saveResumePoint } from "./trainer_resume.ts";
 import { ModelGate } from "./model_admission.ts";
 
 /** Options of {@link TrainerStage}. */
@@ -96,6 +100,10 @@ export class TrainerStage implements PipelineStage {
   #downWeighted = 0;
   #unreadable = 0;
   #lastLoss: number | null = null;
+  /** Whether the model is mature enough for its first version (trainer.maturity). */
+  readonly #maturity: LossPlateau;
+  #resumePointAt = Date.now();
+  #refilled = 0;
 
   /** Creates the stage; {@link start} loads or creates the model and starts training. */
   constructor(options: TrainerStageOptions) {
@@ -105,6 +113,8 @@ export class TrainerStage implements PipelineStage {
     this.#log = options.log;
     this.#buffer = new ImageBuffer(options.config.trainer.bufferSize, options.config.trainer.seed);
     this.#hygiene = new RejectionPolicy(options.config.trainer.hygiene);
+    const { maturity, warmupSteps } = options.config.trainer;
+    this.#maturity = new LossPlateau({ ...maturity, minSteps: warmupSteps });
   }
 
   /** Resumes from the current version (or starts fresh), then consumes and trains. */
@@ -113,9 +123,9 @@ export class TrainerStage implements PipelineStage {
     await useBackend(model.backend);
     this.#jsm = await this.#nc.jetstreamManager();
     this.#js = this.#nc.jetstream();
-    await ensureLineStreams(this.#jsm, line, streams);
+    await ensureLineStreams(this.#jsm, line, streams, { warn: (m) => this.#log.warn(m) });
     const stream = await ensureDurableConsumer(this.#jsm, line, TRAINER_CONSUMER);
-    this.#models = await ModelStore.open(this.#js, line);
+    this.#models = await ModelStore.open(this.#js, line, streams.replicas);
     this.#gate = await ModelGate.open({
       connection: this.#nc,
       config: this.#config,
@@ -136,9 +146,25 @@ export class TrainerStage implements PipelineStage {
         this.#teacherFeatures?.description ?? `tfjs (${this.#config.model.backend})`
       }`,
     );
+    this.#refilled = await recentDecodedImages(
+      this.#js,
+      this.#jsm,
+      line,
+      model.imageSize,
+      this.#buffer.capacity,
+      (imageId, pixels) => this.#buffer.add(imageId, pixels),
+    ).catch((error) => {
+      this.#log.warn(`cannot refill the buffer from the stream: ${errorText(error)}`);
+      return 0;
+    });
+    if (this.#refilled > 0) {
+      this.#log.info(`buffer refilled with ${this.#refilled} recent images from the stream`);
+    }
     const consumer = await this.#js.consumers.get(stream, TRAINER_CONSUMER);
+    // Two batches in flight: the trainer samples the line (no acks) into its bounded buffer,
+    // so more prefetch would only be overwritten before it is trained on.
     this.#messages = await consumer.consume({
-      max_messages: 64,
+      max_messages: 2 * this.#config.training.batchSize,
       callback: (message) => this.#receive(message),
     });
     if (this.#config.trainer.hygiene.rejectScoredAnomalous) {
@@ -151,20 +177,55 @@ export class TrainerStage implements PipelineStage {
     this.#loop = this.#trainLoop();
   }
 
+  /** The newer of the current version and the local resume point, else a fresh model. */
   async #resumeOrCreate(current: ModelVersionRecord | null): Promise<Detector> {
-    const { model, training } = this.#config;
+    const published = await this.#resumeFromVersion(current);
+    let local: Detector | null = null;
+    try {
+      local = await loadResumePoint(this.#checkpointPath());
+    } catch (error) {
+      this.#log.warn(`ignoring the resume point: ${errorText(error)}`);
+    }
+    const sameModel = local && JSON.stringify(local.model) === JSON.stringify(this.#config.model);
+    if (local && sameModel && local.step > (published?.step ?? 0)) {
+      published?.dispose();
+      const version = this.#published ? ` (newer than model v${this.#published.version})` : "";
+      this.#log.info(`resumed from the resume point at step ${local.step}${version}`);
+      return local;
+    }
+    local?.dispose();
+    if (published) {
+      this.#log.info(`resumed from model v${this.#published!.version} at step ${published.step}`);
+      return published;
+    }
+    return await createDetector(this.#config.model, this.#config.training);
+  }
+
+  async #resumeFromVersion(current: ModelVersionRecord | null): Promise<Detector | null> {
     if (current) {
       // The current version is untrusted input like any other (see model_admission.ts).
       const detector = await this.#gate!.admit(current, null);
       if (detector) {
         this.#published = { version: current.version, step: current.step, at: Date.now() };
         metrics().modelHeld(current.line, this.name, current.version, current.publishedAt);
-        this.#log.info(`resumed from model v${current.version} at step ${detector.step}`);
         return detector;
       }
-      this.#log.warn("starting a fresh model (versions keep counting)");
+      this.#log.warn(`not resuming from model v${current.version} (versions keep counting)`);
     }
-    return await createDetector(model, training);
+    return null;
+  }
+
+  #checkpointPath(): string {
+    return `${this.#checkpointDir}/${this.#config.line}`;
+  }
+
+  /** Writes the resume point when `trainer.checkpointEverySeconds` have passed. */
+  async #saveResumePointIfDue(): Promise<void> {
+    const detector = this.#detector!;
+    const everyMs = this.#config.trainer.checkpointEverySeconds * 1000;
+    if (detector.step === 0 || Date.now() - this.#resumePointAt < everyMs) return;
+    this.#resumePointAt = Date.now();
+    await saveResumePoint(detector, this.#checkpointPath(), `step ${detector.step}`);
   }
 
   #receive(message: JsMsg): void {
@@ -203,6 +264,7 @@ export class TrainerStage implements PipelineStage {
       try {
         worked = !this.#paused && await this.#tick();
         if (!this.#paused) await this.#publishIfDue();
+        if (worked) await this.#saveResumePointIfDue();
       } catch (error) {
         this.#log.warn(`training step failed: ${errorText(error)}`);
       }
@@ -238,6 +300,7 @@ export class TrainerStage implements PipelineStage {
     const rejected = [...this.#rejectedOnVerdict.splice(0), ...result.rejected];
     this.#imagesTrained += result.fresh;
     this.#lastLoss = report.losses.total ?? null;
+    this.#maturity.add(report.losses.total ?? NaN, report.step);
     this.#downWeighted += rejected.length;
     const event = {
       line: this.#config.line,
@@ -262,6 +325,11 @@ export class TrainerStage implements PipelineStage {
     const detector = this.#detector!;
     const { warmupSteps, publishEverySteps, publishEverySeconds } = this.#config.trainer;
     if (detector.step < warmupSteps) return;
+    // With `loss_plateau` the first version also waits for the loss to level off (`steps`:
+    // warm-up alone, as before); once a version is out the model counts as mature.
+    const plateauPending = this.#config.trainer.maturity.criterion === "loss_plateau" &&
+      !this.#maturity.mature;
+    if (!this.#published && plateauPending) return;
     const last = this.#published;
     const due = !last ||
       (detector.step > last.step &&
@@ -305,9 +373,10 @@ export class TrainerStage implements PipelineStage {
   async #saveCheckpoint(): Promise<string | null> {
     const detector = this.#detector;
     if (!detector || detector.step === 0) return null;
-    const dir = `${this.#checkpointDir}/${this.#config.line}`;
+    const dir = this.#checkpointPath();
     const label = this.#published ? `v${this.#published.version}` : `step ${detector.step}`;
     await saveDetector(detector, dir, label);
+    await saveResumePoint(detector, dir, label);
     return dir;
   }
 
@@ -363,6 +432,7 @@ export class TrainerStage implements PipelineStage {
         hygieneReadmitted: this.#hygiene.stats.readmitted,
         hygieneQuarantined: this.#hygiene.stats.quarantined,
         unreadable: this.#unreadable,
+        refilled: this.#refilled,
         warmupSteps: this.#config.trainer.warmupSteps,
         tensors: liveTensors(),
         ...(this.#gate?.statusDetails() ?? { refusedVersions: 0, lastRefusal: null }),
