@@ -289,7 +289,7 @@ function trainTraced(
  * dropout, whose unseeded masks once made reruns differ by up to 0.07 AUROC), and this keeps
  * anything else reproducible too. Safe here because a worker runs one job at a time.
  */
-async function withSeededMathRandom<T>(seed: number, fn: () => Promise<T>): Promise<T> {
+export async function withSeededMathRandom<T>(seed: number, fn: () => Promise<T>): Promise<T> {
   const original = Math.random;
   const random = new SeededRandom(seed);
   Math.random = () => random.next();

@@ -89,6 +89,7 @@ export function benchCommand(): string {
     "stream.ts": "bench:stream",
     "chaos.ts": "bench:chaos",
     "speed.ts": "bench:speed",
+    "inspect.ts": "bench:inspect",
     "heatmap_cost.ts": "bench:heatmap",
   }[file];
   const base = task ? `deno task ${task}` : `deno run -A bench/${file}`;

@@ -171,6 +171,7 @@ function scored(imageId: string, score: number, modelVersion = 1): Verdict {
     aeScore: score,
     threshold: 1,
     modelVersion,
+    modelStep: 25 * modelVersion,
     ...NO_LOCALISATION,
   };
 }

@@ -133,7 +133,7 @@ Deno.test("localise: region in original pixels only when anomalous; the scale ke
   const verdict = scoredVerdict(
     { line: "demo", imageSeq: 3, capturedAt: null },
     "img-1",
-    { score: 0.85, stScore: 0.8, aeScore: 0.4, threshold: 0.3, modelVersion: 2 },
+    { score: 0.85, stScore: 0.8, aeScore: 0.4, threshold: 0.3, modelVersion: 2, modelStep: 50 },
     new Date(),
     hot.localisation,
   );

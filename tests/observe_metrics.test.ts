@@ -132,7 +132,7 @@ Deno.test("PipelineMetrics: hygiene, defect rate, rejections, anomalous rate and
     at: new Date().toISOString(),
   });
   const context = { line: "u", imageSeq: 1, capturedAt: null };
-  const fields = { stScore: 0, aeScore: 0, threshold: 0.5, modelVersion: 1 };
+  const fields = { stScore: 0, aeScore: 0, threshold: 0.5, modelVersion: 1, modelStep: 25 };
   const now = Date.now();
   m.verdictStored("scorer", scoredVerdict(context, "x", { ...fields, score: 0.9 }), null);
   m.verdictStored(

@@ -44,6 +44,7 @@ Deno.test("verdict constructors produce schema-valid verdicts; anomalous is scor
     aeScore: 0.6,
     threshold: 0.3,
     modelVersion: 2,
+    modelStep: 75,
   }, at);
   const equal = scoredVerdict(context, "img-7", {
     score: 0.3,
@@ -51,6 +52,7 @@ Deno.test("verdict constructors produce schema-valid verdicts; anomalous is scor
     aeScore: 0.3,
     threshold: 0.3,
     modelVersion: 2,
+    modelStep: 75,
   }, at);
   assert.equal(high.anomalous, true);
   assert.equal(equal.anomalous, false);
@@ -65,6 +67,9 @@ Deno.test("verdict constructors produce schema-valid verdicts; anomalous is scor
   }
   // A scored verdict without a model version is not a verdict.
   assert.ok(!VerdictSchema.safeParse({ ...high, modelVersion: null }).success);
+  // Nor is one that does not say how mature its model is.
+  const { modelStep: _, ...withoutStep } = high;
+  assert.ok(!VerdictSchema.safeParse(withoutStep).success);
   assert.ok(!VerdictSchema.safeParse({ ...high, status: "bogus" }).success);
 });
 

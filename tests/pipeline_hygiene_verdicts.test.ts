@@ -61,6 +61,7 @@ Deno.test({
         aeScore: score,
         threshold: 1,
         modelVersion: 1,
+        modelStep: 50,
       });
       for (
         const verdict of [

@@ -93,6 +93,10 @@ export const ScoredVerdictSchema = z.object({
   aeScore: z.number().describe("Maximum of the normalised autoencoder map alone."),
   threshold: z.number().describe("Threshold in force (see the threshold policy)."),
   modelVersion: z.number().int().min(1),
+  modelStep: z.number().int().min(0).describe(
+    "Training steps of the model version that scored the image: how mature that model is " +
+      "(scores of young models are less reliable; see the README's maturity section).",
+  ),
   originalSize: z.object({ width: z.number().int().min(1), height: z.number().int().min(1) })
     .nullable().describe("The image's size as the camera sent it; null if unknown."),
   region: RegionSchema.nullable().describe(
@@ -223,6 +227,8 @@ export interface ScoredFields {
   threshold: number;
   /** Model version that scored it. */
   modelVersion: number;
+  /** Training steps that version had taken. */
+  modelStep: number;
 }
 
 /** Where in the image: what a scored verdict says about its anomaly map. */

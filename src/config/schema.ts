@@ -213,6 +213,21 @@ export type HygieneConfig = z.infer<typeof HygieneSchema>;
 /** Hygiene configuration as written (defaults not yet applied). */
 export type HygieneConfigInput = z.input<typeof HygieneSchema>;
 
+/**
+ * Label-free maturity of the first model version (src/stages/maturity.ts): `steps` publishes
+ * after `warmupSteps`; `loss_plateau` also waits until the windowed mean loss stops falling.
+ */
+export const MaturitySchema = z.object({
+  /** `steps` (fixed warm-up) or `loss_plateau`. */
+  criterion: z.enum(["steps", "loss_plateau"]).default("steps"),
+  /** Steps in each of the two windows compared. */
+  window: z.number().int().min(1).default(25),
+  /** Largest relative fall of the windowed mean loss that counts as a plateau. */
+  tolerance: z.number().min(0).max(1).default(0.05),
+  /** Publish at this step at the latest, plateau or not. */
+  maxSteps: z.number().int().min(1).default(1000),
+}).strict();
+
 /** The trainer stage: warm-up, model publication cadence and its image buffer. */
 export const TrainerStageSchema = z.object({
   /** Training steps before the first model version is published; verdicts are `warming_up` until then. */
@@ -238,6 +253,8 @@ export const TrainerStageSchema = z.object({
   seed: z.number().int().default(1),
   /** Which flagged images stop being trained on. */
   hygiene: HygieneSchema.default({}),
+  /** When the first version is mature enough to publish (src/stages/maturity.ts). */
+  maturity: MaturitySchema.default({}),
 }).strict();
 /** Trainer stage configuration. */
 export type TrainerStageConfig = z.infer<typeof TrainerStageSchema>;

@@ -544,6 +544,7 @@ export class ScorerStage implements PipelineStage {
             aeScore: reports[i].aeScore,
             threshold,
             modelVersion: model.version,
+            modelStep: model.detector.step,
           },
           new Date(),
           findings.localisation,

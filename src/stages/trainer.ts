@@ -30,6 +30,7 @@ import { consumerBacklog, ensureDurableConsumer, ensureLineStreams } from "../bu
 import { TRAINER_CONSUMER, verdictSubject } from "../bus/subjects.ts";
 import { parseVerdict, type Verdict } from "../bus/verdict.ts";
 import { ImageBuffer } from "./image_buffer.ts";
+import { LossPlateau } from "./maturity.ts";
 import { RejectionPolicy } from "./hygiene.ts";
 import { metrics } from "../observe/metrics.ts";
 import { trainStepFromBuffer } from "./buffer_training.ts";
@@ -97,6 +98,8 @@ export class TrainerStage implements PipelineStage {
   #downWeighted = 0;
   #unreadable = 0;
   #lastLoss: number | null = null;
+  /** Whether the model is mature enough for its first version (trainer.maturity). */
+  readonly #maturity: LossPlateau;
   #resumePointAt = Date.now();
   #refilled = 0;
 
@@ -108,6 +111,8 @@ export class TrainerStage implements PipelineStage {
     this.#log = options.log;
     this.#buffer = new ImageBuffer(options.config.trainer.bufferSize, options.config.trainer.seed);
     this.#hygiene = new RejectionPolicy(options.config.trainer.hygiene);
+    const { maturity, warmupSteps } = options.config.trainer;
+    this.#maturity = new LossPlateau({ ...maturity, minSteps: warmupSteps });
   }
 
   /** Resumes from the current version (or starts fresh), then consumes and trains. */
@@ -284,6 +289,7 @@ export class TrainerStage implements PipelineStage {
     const rejected = [...this.#rejectedOnVerdict.splice(0), ...result.rejected];
     this.#imagesTrained += result.fresh;
     this.#lastLoss = report.losses.total ?? null;
+    this.#maturity.add(report.losses.total ?? NaN, report.step);
     this.#downWeighted += rejected.length;
     const event = {
       line: this.#config.line,
@@ -308,6 +314,11 @@ export class TrainerStage implements PipelineStage {
     const detector = this.#detector!;
     const { warmupSteps, publishEverySteps, publishEverySeconds } = this.#config.trainer;
     if (detector.step < warmupSteps) return;
+    // With `loss_plateau` the first version also waits for the loss to level off (`steps`:
+    // warm-up alone, as before); once a version is out the model counts as mature.
+    const plateauPending = this.#config.trainer.maturity.criterion === "loss_plateau" &&
+      !this.#maturity.mature;
+    if (!this.#published && plateauPending) return;
     const last = this.#published;
     const due = !last ||
       (detector.step > last.step &&
