@@ -65,18 +65,6 @@ export const DEFAULT_PIPELINE_OPTIONS: PipelineBenchOptions = {
   bareSeconds: 20,
 };
 
-/** Publication and verdict of one image. */
-export interface ImageTiming {
-  /** `performance.now()` when the image was handed to the client. */
-  publishedMs: number;
-  /** `performance.now()` when its verdict arrived, null if none did. */
-  arrivedMs: number | null;
-  /** Verdict status, null if none arrived. */
-  status: string | null;
-  /** Model version of a scored verdict. */
-  modelVersion: number | null;
-}
-
 /** Latency percentiles, ms. */
 export interface LatencySummary {
   /** Median. */

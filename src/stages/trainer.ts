@@ -93,6 +93,8 @@ export class TrainerStage implements PipelineStage {
   #loop?: Promise<void>;
   #stopping = false;
   #paused = false;
+  /** The loop's current pass (step, publication), settled when it ends; pause waits for it. */
+  #inHand: Promise<void> = Promise.resolve();
   #published: { version: number; step: number; at: number } | null = null;
   #publishLock: Promise<unknown> = Promise.resolve();
   #imagesIn = 0;
@@ -260,17 +262,25 @@ export class TrainerStage implements PipelineStage {
 
   async #trainLoop(): Promise<void> {
     while (!this.#stopping) {
-      let worked = false;
-      try {
-        worked = !this.#paused && await this.#tick();
-        if (!this.#paused) await this.#publishIfDue();
-        if (worked) await this.#saveResumePointIfDue();
-      } catch (error) {
-        this.#log.warn(`training step failed: ${errorText(error)}`);
-      }
+      const iteration = this.#iterate();
+      this.#inHand = iteration.then(() => undefined);
+      const worked = await iteration;
       if (worked) await yieldToEventLoop();
       else await this.#wakeup.wait(IDLE_WAIT_MS);
     }
+  }
+
+  /** One pass of the loop: a step, a publication when due, a resume point. False when idle. */
+  async #iterate(): Promise<boolean> {
+    let worked = false;
+    try {
+      worked = !this.#paused && await this.#tick();
+      if (!this.#paused) await this.#publishIfDue();
+      if (worked) await this.#saveResumePointIfDue();
+    } catch (error) {
+      this.#log.warn(`training step failed: ${errorText(error)}`);
+    }
+    return worked;
   }
 
   /** One unit of work: fit teacher statistics, or one training step. False when idle. */
@@ -393,9 +403,13 @@ export class TrainerStage implements PipelineStage {
     return { step: detector.step, modelVersion, checkpoint: await this.#saveCheckpoint() };
   }
 
-  /** Stops training (the buffer keeps filling). */
-  pause(): Promise<StageStatus> {
+  /**
+   * Stops training (the buffer keeps filling). Returns once the step or publication in hand
+   * has finished, so no step or version follows the answer.
+   */
+  async pause(): Promise<StageStatus> {
     this.#paused = true;
+    await this.#inHand;
     return this.status();
   }
 
