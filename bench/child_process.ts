@@ -18,8 +18,11 @@ export type ChildOutcome<Result> =
 /** Marks the result line on the child's stdout. */
 const RESULT_PREFIX = "RESULT ";
 
-/** Permissions the measurement children get: reading modules and data, env, system info. */
-const CHILD_PERMISSIONS = ["--allow-read", "--allow-env", "--allow-sys"];
+/**
+ * Permissions the measurement children get: reading modules and data, env, system info, and
+ * FFI for ONNX Runtime's native library.
+ */
+const CHILD_PERMISSIONS = ["--allow-read", "--allow-env", "--allow-sys", "--allow-ffi"];
 
 /**
  * Runs `script` (which calls {@link serveChildJob}) with `job` in a new Deno process from the

@@ -282,7 +282,7 @@ async function runTrainJob(
         owed += config.stepsPerImage;
         for (; owed >= 1; owed--) {
           const stepStart = performance.now();
-          const report = trainStepFromBuffer(detector, buffer, hygiene)?.report ??
+          const report = (await trainStepFromBuffer(detector, buffer, hygiene))?.report ??
             replayStep(detector, buffer, batchSize, config.seed + i);
           stepMs.push(performance.now() - stepStart);
           loss = report.losses.total;

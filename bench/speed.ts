@@ -456,6 +456,48 @@ export function speedTable(report: SpeedReport): Table {
   };
 }
 
+/**
+ * The engines side by side, one row per case and metric, one column per backend of the run
+ * (tfjs backends and `onnxruntime-Nt`), then the PyTorch peer: ms at batch 8 (per image for
+ * scoring), and for the PDN rows each engine's ratio to the peer.
+ */
+export function engineTable(report: SpeedReport): Table {
+  const backends = [...new Set(report.entries.filter((e) => e.ms !== null).map((e) => e.backend))];
+  const rows: string[][] = [];
+  for (const speedCase of report.options.cases) {
+    for (const metric of METRICS) {
+      const peerMode = metric === "pdnForward" ? "fwd" : metric === "pdnTrainStep" ? "train" : null;
+      const peer = report.peer.find((p) => p.caseName === speedCase.name && p.mode === peerMode)
+        ?.timing;
+      const peerMs = peer?.ok ? peer.medianMs : null;
+      const cells = backends.map((backend) => {
+        const entry = report.entries.find((e) =>
+          e.caseName === speedCase.name && e.backend === backend && e.metric === metric &&
+          e.ms !== null
+        );
+        if (!entry || entry.ms === null) return "—";
+        const batch = entry.batch === BATCH ? "" : ` (batch ${entry.batch})`;
+        const ratio = peerMs && entry.batch === BATCH
+          ? ` (${(entry.ms / peerMs).toFixed(2)}×)`
+          : "";
+        return `${fixed(entry.ms, 1)}${batch}${ratio}`;
+      });
+      if (cells.every((c) => c === "—") && peerMs === null) continue;
+      rows.push([
+        `${speedCase.name} (${speedCase.imageSize} px, ${speedCase.studentWidth})`,
+        METRIC_LABELS[metric] + (metric === "detectorScore" ? ", per image" : ""),
+        ...cells,
+        peerMode ? (peerMs === null ? "—" : fixed(peerMs, 0)) : "",
+      ]);
+    }
+  }
+  return {
+    headers: ["case", "what (ms)", ...backends, "PyTorch"],
+    rows,
+    align: ["left", "left", ...backends.map(() => "right" as const), "right"],
+  };
+}
+
 /** A table cell for a note: full notes are listed under the table ({@link noteList}). */
 function shortNote(note: string | undefined): string {
   if (!note) return "";
@@ -526,6 +568,19 @@ function speedMarkdown(report: SpeedReport): string {
     markdownTable(speedTable(report)),
     "",
     ...noteList(report).map((note) => `- ${note}`),
+    "",
+    "## Engines side by side",
+    "",
+    "ms at batch 8 (scoring: per image), ratio to the PyTorch peer of the same run in brackets. " +
+    "`onnxruntime-Nt`: ONNX Runtime (CPU) with N intra-op threads on the graph exported from " +
+    "the live weights (`src/model/onnx/`); its detector train step takes the teacher's features " +
+    "from ORT and trains student and autoencoder on tfjs-wasm (the trainer's route). Load " +
+    `averages at the end of the run: ${
+      report.environment.loadAverage?.map((l) => l.toFixed(2)).join(", ") ?? "n/a"
+    } ` +
+    "(the machine is shared: other work slows every column alike, the peer's too).",
+    "",
+    markdownTable(engineTable(report)),
     "",
     "## Long scoring run (RSS and tensors)",
     "",
@@ -624,6 +679,7 @@ const USAGE = `deno task bench:speed [options]
   --memory-width W    long run student width (default tiny)
   --sections a,b      parts to run: nets,memory,pipeline (default all); the others are kept
                       from the previous bench/results/speed.json
+  --rerender          only rewrite speed.md from speed.json (alone)
   --keep-other-rows   with nets: the rows measured now replace the same rows of the previous
                       speed.json and every other row stays (e.g. --cases paper --backends wasm)
   --pipeline-images N images per pipeline phase (default ${DEFAULT_PIPELINE_OPTIONS.images})
@@ -716,6 +772,16 @@ export function parseSpeedArgs(args: string[]): SpeedOptions {
  */
 export async function speedMain(args: string[]): Promise<number> {
   void startCommit(); // before anything runs: the results name the code they ran
+  if (args.length === 1 && args[0] === "--rerender") {
+    // Rewrites speed.md from speed.json (after a change to the markdown), measuring nothing.
+    const previous = await readPreviousReport();
+    if (!previous) {
+      console.error(`--rerender: no readable ${new URL("speed.json", RESULTS_DIR).pathname}`);
+      return 1;
+    }
+    console.log(`wrote ${await writeResultText("speed.md", speedMarkdown(previous))}`);
+    return 0;
+  }
   let options: SpeedOptions;
   try {
     options = parseSpeedArgs(args);

@@ -2,12 +2,15 @@
  * The speed bench's ONNX Runtime measurements, the counterparts of `speed_measure.ts`'s tfjs
  * ones on the same networks and inputs: the PDN forward pass (like the PyTorch peer's `fwd`)
  * and detector scoring through the exported graph (`src/model/onnx/`), at a chosen thread
- * count. Training steps stay on tfjs: ORT here has no backward pass (README, speed).
+ * count, and the AD² detector step as the trainer runs it with ORT: the frozen teacher's
+ * features from ORT, the student and autoencoder (gradients, Adam) on tfjs-wasm. The PDN-only
+ * train step has no ORT row: ORT has no backward pass here (README, speed).
  *
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { ModelSchema, TrainingSchema } from "../src/config/schema.ts";
+import { InferenceSchema, ModelSchema, TrainingSchema } from "../src/config/schema.ts";
+import { featureTensor, teacherFeatureSource } from "../src/model/teacher_engine.ts";
 import { initBackend } from "../src/model/backend.ts";
 import { Detector } from "../src/model/detector.ts";
 import { exportDetectorOnnx, SCORING_IO } from "../src/model/onnx/export.ts";
@@ -33,7 +36,7 @@ export function ortThreadsOf(name: string): number | null {
 export async function measureOrtSpeed(job: SpeedJob, threads: number): Promise<SpeedMeasurement> {
   const loaded = await loadOnnxRuntime();
   if (!loaded.ok) return { ok: false, unavailable: true, reason: loaded.reason };
-  if (job.metric === "pdnTrainStep" || job.metric === "detectorTrainStep") {
+  if (job.metric === "pdnTrainStep") {
     return { ok: false, reason: "not measured: training runs on tfjs (no ORT backward pass)" };
   }
   // tfjs builds the weights the graphs are exported from.
@@ -50,6 +53,7 @@ export async function measureOrtSpeed(job: SpeedJob, threads: number): Promise<S
     let model: Uint8Array;
     let inputName: string;
     let fetches: string[];
+    if (job.metric === "detectorTrainStep") return await ortTeacherTrainStep(job, x, threads);
     if (job.metric === "pdnForward") {
       const pair = new PdnPair(studentWidth);
       const g = new GraphBuilder();
@@ -84,5 +88,57 @@ export async function measureOrtSpeed(job: SpeedJob, threads: number): Promise<S
     return { ok: false, reason: `failed: ${error instanceof Error ? error.message : error}` };
   } finally {
     x.dispose();
+  }
+}
+
+/**
+ * The AD² detector step with the frozen teacher's features from ORT (`threads` threads) and
+ * the student and autoencoder (forward, gradients, Adam) on tfjs-wasm, as the trainer runs it.
+ */
+async function ortTeacherTrainStep(
+  job: SpeedJob,
+  x: tf.Tensor4D,
+  threads: number,
+): Promise<SpeedMeasurement> {
+  const { imageSize, studentWidth } = job.speedCase;
+  const detector = await Detector.create(
+    ModelSchema.parse({ imageSize, studentWidth }),
+    TrainingSchema.parse({ batchSize: Math.max(2, job.batch) }),
+  );
+  const inference = InferenceSchema.parse({ engine: "onnxruntime" });
+  const teacher = await teacherFeatureSource(
+    detector.teacher,
+    imageSize,
+    inference,
+    "wasm",
+    (line) => console.warn(line),
+    threads,
+  );
+  if (!teacher) {
+    detector.dispose();
+    return { ok: false, reason: "ORT cannot run this teacher" };
+  }
+  const per = imageSize * imageSize * 3;
+  const all = x.dataSync() as Float32Array;
+  const pixels = Array.from({ length: x.shape[0] }, (_, i) => all.subarray(i * per, (i + 1) * per));
+  try {
+    detector.fitTeacherStats([x]);
+    const step = async () => {
+      const features = featureTensor(await teacher.features(pixels));
+      try {
+        detector.trainStep(x, features);
+      } finally {
+        features.dispose();
+      }
+    };
+    const budget = { maxCalls: job.maxCalls, budgetMs: job.budgetMs };
+    return {
+      ok: true,
+      backend: `${teacher.description} teacher, tfjs-wasm student/AE`,
+      timing: await timeAdaptiveAsync(step, budget),
+    };
+  } finally {
+    await teacher.dispose();
+    detector.dispose();
   }
 }

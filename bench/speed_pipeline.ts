@@ -4,7 +4,7 @@
  * against the bare model's scoring throughput (goal: the pipeline reaches
  * {@link THROUGHPUT_GOAL} of it).
  *
- *  1. Bare model: `Detector.score` on batches of the scorer's `batchSize`, in a process of its
+ *  1. Bare model: the scorer's engine (`scoreWithMaps`) on batches of its `batchSize`, in a process of its
  *     own (`speed_pipeline_child.ts`), images/s after warm-up; once before and once after the
  *     pipeline, the faster run being the reference (load drift on a shared machine then cannot
  *     flatter the ratio).
@@ -21,6 +21,8 @@ import type { PipelineConfig } from "../src/config/schema.ts";
 import { runChild } from "./child_process.ts";
 import { type Environment, environment, fixed, markdownTable, type Table } from "./report.ts";
 import type { BareScoringJob, BareScoringResult } from "./speed_pipeline_child.ts";
+import { withScorerThreads } from "../src/pipeline/cores.ts";
+import { STAGE_NAMES } from "../src/stages/stage.ts";
 import {
   benchPipelineConfig,
   DEFAULT_PIPELINE_FILE,
@@ -62,18 +64,6 @@ export const DEFAULT_PIPELINE_OPTIONS: PipelineBenchOptions = {
   idleTimeoutSeconds: 60,
   bareSeconds: 20,
 };
-
-/** Publication and verdict of one image. */
-export interface ImageTiming {
-  /** `performance.now()` when the image was handed to the client. */
-  publishedMs: number;
-  /** `performance.now()` when its verdict arrived, null if none did. */
-  arrivedMs: number | null;
-  /** Verdict status, null if none arrived. */
-  status: string | null;
-  /** Model version of a scored verdict. */
-  modelVersion: number | null;
-}
 
 /** Latency percentiles, ms. */
 export interface LatencySummary {
@@ -256,6 +246,8 @@ export async function runPipelineBench(
   const config = await benchPipelineConfig(options.warmupSteps);
   const job: BareScoringJob = {
     model: config.model,
+    // The scorer's engine and threads as `run` gives them (the trainer beside it).
+    inference: withScorerThreads(config, STAGE_NAMES).inference,
     batch: config.scorer.batchSize,
     warmupBatches: 3,
     minBatches: 10,
@@ -313,7 +305,8 @@ async function runBare(
 ): Promise<BareScoringResult> {
   log(
     `bare model ${when}: ${job.model.imageSize} px, ${job.model.studentWidth}, ` +
-      `${job.model.backend}, batches of ${job.batch}, own process`,
+      `${job.model.backend} (scoring engine ${job.inference.engine}, threads ` +
+      `${job.inference.threads}), batches of ${job.batch}, own process`,
   );
   const outcome = await runChild<BareScoringJob, BareScoringResult>(
     CHILD_URL,
@@ -347,7 +340,8 @@ const MODE_LABELS: Record<TrainerMode, string> = {
 export function pipelineTable(report: PipelineBenchReport): Table {
   const rows = report.bare.map((bare, i) => [
     `bare model, ${i === 0 ? "before" : "after"} the pipeline`,
-    `Detector.score, batches of ${report.config.scorerBatch}, own process`,
+    `${bare.ok ? bare.backend : "scoring engine"} scoreWithMaps, batches of ` +
+    `${report.config.scorerBatch}, own process`,
     bare.ok ? String(bare.batches * report.config.scorerBatch) : "—",
     bare.ok ? fixed(bare.imagesPerSecond, 1) : bare.reason,
     bare.ok && bare.imagesPerSecond === report.bareImagesPerSecond ? "reference" : "",

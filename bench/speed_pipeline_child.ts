@@ -1,12 +1,14 @@
 /**
  * Child-process entry of the pipeline part of the speed benchmark: the bare model's scoring
- * throughput, i.e. what the scorer stage does per batch (pixels to a tensor, `Detector.score`,
- * scores read back) with nothing else in the process — the ceiling the pipeline is compared
- * with. Run through `child_process.ts`, so it has a fresh tfjs and a core to itself.
+ * throughput, i.e. what the scorer stage does per batch (its engine's `scoreWithMaps`: ONNX
+ * Runtime on the threads `run` gives the scorer, or tfjs) with nothing else in the process —
+ * the ceiling the pipeline is compared with. Run through `child_process.ts`, so it has a fresh
+ * tfjs and the cores to itself.
  *
  * @module
  */
-import { type ModelConfig, TrainingSchema } from "../src/config/schema.ts";
+import { type InferenceConfig, type ModelConfig, TrainingSchema } from "../src/config/schema.ts";
+import { prepareScoringEngines, type ScoringEngine } from "../src/model/engine.ts";
 import { initBackend } from "../src/model/backend.ts";
 import { Detector } from "../src/model/detector.ts";
 import { toBatch } from "../src/model/batches.ts";
@@ -18,6 +20,8 @@ import { median } from "./timing.ts";
 export interface BareScoringJob {
   /** The line's model configuration (what the scorer loads). */
   model: ModelConfig;
+  /** The scorer's engine (threads resolved as `run` gives them). */
+  inference: InferenceConfig;
   /** Images per `score` call: the scorer's `batchSize`. */
   batch: number;
   /** Untimed batches first (kernel compilation, first allocations). */
@@ -32,7 +36,7 @@ export interface BareScoringJob {
 export type BareScoringResult =
   | {
     ok: true;
-    /** tfjs backend that ran. */
+    /** Engine that ran, e.g. `onnxruntime (cpu, 1 thread)` or `tfjs (wasm)`. */
     backend: string;
     /** Images scored per second over the timed batches. */
     imagesPerSecond: number;
@@ -65,6 +69,7 @@ export async function bareScoring(job: BareScoringJob): Promise<BareScoringResul
     return pixels;
   });
   let detector: Detector | undefined;
+  let engine: ScoringEngine | undefined;
   try {
     // The training section does not change scoring.
     detector = await Detector.create(job.model, TrainingSchema.parse({}));
@@ -72,21 +77,20 @@ export async function bareScoring(job: BareScoringJob): Promise<BareScoringResul
     detector.fitTeacherStats([fit]);
     detector.fitMapNormalisation([fit]);
     fit.dispose();
-    const scoreBatch = (b: number) => {
+    // The scorer's own engine and its scoring call (maps included: heatmaps and regions).
+    const engines = await prepareScoringEngines(job.inference, job.model, console.warn);
+    engine = await engines.build(detector, "bare");
+    backend = engine.description;
+    const scoreBatch = async (b: number) => {
       const images = Array.from({ length: job.batch }, (_, i) => pool[(b + i) % pool.length]);
-      const tensor = toBatch(images, size);
-      try {
-        detector!.score(tensor);
-      } finally {
-        tensor.dispose();
-      }
+      await engine!.scoreWithMaps(images);
     };
-    for (let b = 0; b < job.warmupBatches; b++) scoreBatch(b);
+    for (let b = 0; b < job.warmupBatches; b++) await scoreBatch(b);
     const batchMs: number[] = [];
     const start = performance.now();
     while (batchMs.length < job.minBatches || performance.now() - start < job.minSeconds * 1000) {
       const t = performance.now();
-      scoreBatch(batchMs.length);
+      await scoreBatch(batchMs.length);
       batchMs.push(performance.now() - t);
     }
     const seconds = (performance.now() - start) / 1000;
@@ -101,6 +105,7 @@ export async function bareScoring(job: BareScoringJob): Promise<BareScoringResul
   } catch (error) {
     return { ok: false, reason: `failed: ${describe(error)}` };
   } finally {
+    await engine?.dispose();
     try {
       detector?.dispose();
     } catch {

@@ -24,7 +24,6 @@ import {
 } from "../src/bus/subjects.ts";
 import { lineOfImageSubject } from "../src/streams/contract.ts";
 import { readStream, readStreamInfo } from "../src/streams/format.ts";
-import type { ImageTiming } from "./speed_pipeline.ts";
 
 /** The pipeline file `deno task run` serves by default. */
 export const DEFAULT_PIPELINE_FILE = "pipelines/demo.json";
@@ -35,6 +34,18 @@ export const PAYLOAD_STREAM_DIR = "fixtures/synthetic-line";
 export type TrainerMode = "training" | "paused";
 /** Phases of one mode. */
 export type LoadPhase = "saturated" | "paced";
+
+/** Publication and verdict of one image. */
+export interface ImageTiming {
+  /** `performance.now()` when the image was handed to the client. */
+  publishedMs: number;
+  /** `performance.now()` when its verdict arrived, null if none did. */
+  arrivedMs: number | null;
+  /** Verdict status, null if none arrived. */
+  status: string | null;
+  /** Model version of a scored verdict. */
+  modelVersion: number | null;
+}
 
 /** Settings of the live measurement. */
 export interface LiveSettings {

@@ -1,7 +1,6 @@
 import { strict as assert } from "node:assert";
 import {
   fastestBare,
-  type ImageTiming,
   latencySummary,
   percentile,
   type PipelineBenchReport,
@@ -12,6 +11,7 @@ import {
   summarisePhase,
   throughputRatio,
 } from "../bench/speed_pipeline.ts";
+import type { ImageTiming } from "../bench/speed_pipeline_live.ts";
 import { mergeSpeedReports, type SpeedReport } from "../bench/speed.ts";
 import type { Environment } from "../bench/report.ts";
 

@@ -1,7 +1,8 @@
 /**
  * Scoring engines: ONNX Runtime and tfjs give the same scores and heatmaps for a detector; the
  * default picks ORT, falls back to tfjs in one line where ORT cannot load, and refuses CUDA
- * clearly where ORT has no CUDA provider; `run` leaves the trainer its core.
+ * clearly where ORT has no CUDA provider; `run` leaves the trainer its core; training on ORT
+ * teacher features is the same step as on tfjs's teacher.
  */
 import { strict as assert } from "node:assert";
 import * as tf from "@tensorflow/tfjs";
@@ -16,6 +17,7 @@ import { Detector } from "../src/model/detector.ts";
 import { toBatch } from "../src/model/batches.ts";
 import { prepareScoringEngines, scoreAllWith } from "../src/model/engine.ts";
 import { withScorerThreads } from "../src/pipeline/cores.ts";
+import { featureTensor, teacherFeatureSource } from "../src/model/teacher_engine.ts";
 import { SeededRandom } from "../src/util/prng.ts";
 
 const SIZE = 32;
@@ -169,4 +171,53 @@ Deno.test("run gives the scorer the cores the trainer leaves; explicit threads s
   assert.equal(withScorerThreads(config, ["scorer"], 2).inference.threads, "auto");
   const fixed = PipelineSchema.parse({ line: "x", inference: { threads: 2 } });
   assert.equal(withScorerThreads(fixed, ["trainer", "scorer"], 2).inference.threads, 2);
+});
+
+Deno.test("a training step on ORT teacher features matches the step on tfjs's own teacher", async () => {
+  await initBackend("wasm");
+  const model = ModelSchema.parse({ imageSize: 64 }); // the MobileNetV2 teacher
+  const training = TrainingSchema.parse({ learningRate: 1e-3 });
+  const [viaTfjs, viaOrt] = [
+    await Detector.create(model, training),
+    await Detector.create(model, training),
+  ];
+  const source = await teacherFeatureSource(
+    viaOrt.teacher,
+    64,
+    InferenceSchema.parse({}),
+    "wasm",
+    (line) => assert.fail(line),
+  );
+  assert.ok(source, "ORT loads here");
+  assert.equal(source.description, "onnxruntime (cpu, 1 thread)");
+  const random = new SeededRandom(4);
+  const pixels = Float32Array.from({ length: 8 * 64 * 64 * 3 }, () => random.next());
+  const batch = tf.tensor4d(pixels, [8, 64, 64, 3]);
+  const per = 64 * 64 * 3;
+  const images = Array.from({ length: 8 }, (_, i) => pixels.subarray(i * per, (i + 1) * per));
+  try {
+    for (const detector of [viaTfjs, viaOrt]) detector.fitTeacherStats([batch]);
+    for (let step = 0; step < 2; step++) {
+      const expected = viaTfjs.trainStep(batch);
+      const features = featureTensor(await source.features(images));
+      const actual = viaOrt.trainStep(batch, features);
+      features.dispose();
+      for (const [name, value] of Object.entries(expected.losses)) {
+        const error = Math.abs(actual.losses[name] - value) / Math.max(Math.abs(value), 1e-12);
+        assert.ok(error <= 1e-4, `step ${step} loss ${name}: ${actual.losses[name]} vs ${value}`);
+      }
+      assert.deepEqual(actual.outliers, expected.outliers);
+    }
+    const wrong = tf.zeros([8, 16, 16, 5]) as tf.Tensor4D;
+    assert.throws(
+      () => viaOrt.trainStep(batch, wrong),
+      /teacher features have shape \[8,16,16,5\]/,
+    );
+    wrong.dispose();
+  } finally {
+    batch.dispose();
+    await source.dispose();
+    viaTfjs.dispose();
+    viaOrt.dispose();
+  }
 });

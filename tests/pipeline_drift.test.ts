@@ -93,7 +93,7 @@ Deno.test("hygiene on a drifting fixture stream: capped, rejects defects, learns
       for (let i = 0; i < PER_STEP; i++) {
         arrive(phaseB ? "b" : (step * PER_STEP + i) % 8 === 7 ? "defect" : "a");
       }
-      const result = trainStepFromBuffer(detector, buffer, hygiene);
+      const result = await trainStepFromBuffer(detector, buffer, hygiene);
       assert.ok(result, `step ${step} found a batch`);
       rejectedKinds.push(result.rejected.map((id) => manifest.get(id)!));
       if (step === STEPS_A) {

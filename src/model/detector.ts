@@ -25,7 +25,7 @@ import {
   stMap,
   studentTeacherLoss,
 } from "../ad2/mod.ts";
-import { createPdn, pdnForward, type PdnParams, pdnVariables } from "./pdn.ts";
+import { createPdn, pdnForward, pdnOutputSize, type PdnParams, pdnVariables } from "./pdn.ts";
 import {
   AUTOENCODER_DROPOUT_LAYERS,
   autoencoderForward,
@@ -198,8 +198,12 @@ export class Detector {
    * One optimiser step on `batch` (NHWC in [0,1], at least 2 images) with the configured
    * method. The student learns the normalised teacher features (first half of its output)
    * and the autoencoder's output (second half); the autoencoder learns the teacher.
+   *
+   * @param teacherFeatures the frozen teacher's raw features of `batch` when another engine
+   *   computed them (`src/model/teacher_engine.ts`), else the teacher runs here; the caller
+   *   keeps ownership
    */
-  trainStep(batch: tf.Tensor4D): TrainStepReport {
+  trainStep(batch: tf.Tensor4D, teacherFeatures?: tf.Tensor4D): TrainStepReport {
     const stats = this.#requireTeacherStats();
     const cfg = this.training;
     const channels = this.teacher.channels;
@@ -215,7 +219,9 @@ export class Detector {
     const outlierCount = this.#contamination?.outlierCount(batchSize) ??
       (cfg.atdrOutlierCount === "auto" ? 1 : cfg.atdrOutlierCount);
     tf.tidy(() => {
-      const target = this.#teacherFeatures(batch, stats);
+      const target = teacherFeatures
+        ? normaliseFeatures(this.#checkedFeatures(batch, teacherFeatures), stats)
+        : this.#teacherFeatures(batch, stats);
       const input = toNetworkInput(batch);
       const { value, grads } = tf.variableGrads(() => {
         const studentOut = pdnForward(this.student, input);
@@ -390,6 +396,18 @@ export class Detector {
 
   #teacherFeatures(batch: tf.Tensor4D, stats: TeacherStats): tf.Tensor4D {
     return normaliseFeatures(this.teacher.extract(batch), stats);
+  }
+
+  /** `features` if they have the shape the teacher gives for `batch`, else a clear error. */
+  #checkedFeatures(batch: tf.Tensor4D, features: tf.Tensor4D): tf.Tensor4D {
+    const grid = pdnOutputSize(this.model.imageSize);
+    const expected = [batch.shape[0], grid, grid, this.teacher.channels];
+    if (features.shape.some((n, i) => n !== expected[i])) {
+      throw new Error(
+        `trainStep: teacher features have shape [${features.shape}], expected [${expected}]`,
+      );
+    }
+    return features;
   }
 
   #requireTeacherStats(): TeacherStats {

@@ -1,8 +1,11 @@
 /**
  * Where the frozen teacher's features for training batches come from: ONNX Runtime (the
- * teacher exported by `src/model/onnx/`, 3–5× faster than tfjs-wasm on MobileNetV2, see
- * README) or the teacher's own tfjs model. The student and autoencoder, whose gradients are
- * needed, stay on tfjs; `Detector.trainStep` takes the features as an argument.
+ * teacher exported by `src/model/onnx/`, 6× faster than tfjs-wasm on MobileNetV2 at 64 and
+ * 128 px: `bench/teacher_features.ts`) or, without a source, the teacher's own tfjs model inside `Detector.trainStep`. The
+ * student and autoencoder, whose gradients are needed, stay on tfjs.
+ *
+ * Features come back as plain arrays, so that a caller holds no tensor across the `await`
+ * (tensor counts sampled between steps stay exact).
  *
  * @module
  */
@@ -12,22 +15,35 @@ import type { Teacher } from "./teacher.ts";
 import { exportTeacherOnnx, TEACHER_IO } from "./onnx/export.ts";
 import { loadOnnxRuntime, openSession } from "./onnx/runtime.ts";
 
-/** A source of raw teacher features for training batches. */
+/** Raw teacher features of a batch: NHWC values and their shape. */
+export interface RawFeatures {
+  /** `[B, S/4, S/4, C]` values, row-major. */
+  data: Float32Array;
+  /** Their shape. */
+  shape: [number, number, number, number];
+}
+
+/** A source of raw teacher features for training batches (other than tfjs's own teacher). */
 export interface TeacherFeatureSource {
-  /** e.g. `onnxruntime (cpu, 1 thread)` or `tfjs`. */
+  /** e.g. `onnxruntime (cpu, 1 thread)`. */
   readonly description: string;
-  /** Raw features `[B, S/4, S/4, C]` of NHWC images in [0,1]; the caller disposes them. */
-  extract(images: tf.Tensor4D): Promise<tf.Tensor4D>;
+  /** Raw features of `size × size × 3` pixel arrays (HWC, [0,1]). */
+  features(images: readonly Float32Array[]): Promise<RawFeatures>;
   /** Frees the session. */
   dispose(): Promise<void>;
+}
+
+/** `features` as a tensor for `Detector.trainStep`; the caller disposes it. */
+export function featureTensor(features: RawFeatures): tf.Tensor4D {
+  return tf.tensor4d(features.data, features.shape);
 }
 
 /**
  * The teacher feature source for `inference.engine` (the trainer's teacher is inference too):
  * ORT on `threads` threads (default 1: the trainer is a one-core stage, its tfjs-wasm work is
- * single-threaded),
- * or tfjs where ORT is not wanted or cannot load (`warn` gets one line saying why), or where
- * the teacher cannot be exported (a GraphModel teacher).
+ * single-threaded). Null — the detector's tfjs teacher — where ORT is not wanted (engine
+ * `tfjs`, or `auto` with a GPU tfjs backend), cannot load (`warn` gets one line saying why),
+ * or cannot export the teacher (a GraphModel teacher).
  */
 export async function teacherFeatureSource(
   teacher: Teacher,
@@ -36,31 +52,37 @@ export async function teacherFeatureSource(
   backend: string,
   warn: (line: string) => void,
   threads = 1,
-): Promise<TeacherFeatureSource> {
-  const viaTfjs: TeacherFeatureSource = {
-    description: `tfjs (${backend})`,
-    extract: (images) => Promise.resolve(teacher.extract(images)),
-    dispose: () => Promise.resolve(),
-  };
+): Promise<TeacherFeatureSource | null> {
   const gpu = backend === "webgpu" || backend === "tensorflow-gpu";
-  if (inference.engine === "tfjs" || (inference.engine === "auto" && gpu)) return viaTfjs;
-  if (teacher.network.kind === "opaque") return viaTfjs;
+  if (inference.engine === "tfjs" || (inference.engine === "auto" && gpu)) return null;
+  if (teacher.network.kind === "opaque") return null;
   const loaded = await loadOnnxRuntime();
   if (!loaded.ok) {
     warn(`onnxruntime unavailable (${loaded.reason}); teacher features with tfjs (${backend})`);
-    return viaTfjs;
+    return null;
   }
   const ort = loaded.ort;
   const session = await openSession(ort, exportTeacherOnnx(teacher, imageSize), {
     threads,
     device: inference.device,
   });
+  const per = imageSize * imageSize * 3;
   return {
     description: `onnxruntime (${inference.device}, ${threads} thread${threads === 1 ? "" : "s"})`,
-    async extract(images) {
-      const input = new ort.Tensor("float32", images.dataSync() as Float32Array, images.shape);
+    async features(images) {
+      const data = new Float32Array(images.length * per);
+      images.forEach((pixels, i) => {
+        if (pixels.length !== per) {
+          throw new Error(`image ${i} has ${pixels.length} values, expected ${per}`);
+        }
+        data.set(pixels, i * per);
+      });
+      const input = new ort.Tensor("float32", data, [images.length, imageSize, imageSize, 3]);
       const out = (await session.run({ [TEACHER_IO.images]: input }))[TEACHER_IO.features];
-      return tf.tensor4d(out.data as Float32Array, out.dims as [number, number, number, number]);
+      return {
+        data: out.data as Float32Array,
+        shape: out.dims as [number, number, number, number],
+      };
     },
     dispose: () => session.release(),
   };

@@ -238,13 +238,44 @@ export function metrics(): PipelineMetrics {
 let processMetrics: client.Registry | undefined;
 
 /**
- * Process-wide metrics (resident memory, CPU, open handles) from prom-client's defaults,
+ * prom-client defaults that read `/proc/self/*` (which Deno grants only with `--allow-all`, so
+ * under the tasks' permissions they would read 0 or be absent) or `monitorEventLoopDelay`
+ * (which does not see a blocked event loop under Deno): left out rather than exported wrong.
+ */
+const UNMEASURABLE_DEFAULTS = [
+  "process_resident_memory_bytes", // replaced by Deno.memoryUsage().rss below
+  "process_virtual_memory_bytes",
+  "process_heap_bytes",
+  "process_open_fds",
+  "process_max_fds",
+  "nodejs_eventloop_lag_seconds",
+  "nodejs_eventloop_lag_min_seconds",
+  "nodejs_eventloop_lag_max_seconds",
+  "nodejs_eventloop_lag_mean_seconds",
+  "nodejs_eventloop_lag_stddev_seconds",
+  "nodejs_eventloop_lag_p50_seconds",
+  "nodejs_eventloop_lag_p90_seconds",
+  "nodejs_eventloop_lag_p99_seconds",
+];
+
+/**
+ * Process-wide metrics (resident memory, CPU, handles, GC) from prom-client's defaults,
  * registered once per process and only in the serving thread (Workers would repeat them).
  */
 export function processRegistry(): client.Registry {
   if (!processMetrics) {
-    processMetrics = new client.Registry();
-    client.collectDefaultMetrics({ register: processMetrics, prefix: "inspect_" });
+    const registry = new client.Registry();
+    client.collectDefaultMetrics({ register: registry, prefix: "inspect_" });
+    for (const name of UNMEASURABLE_DEFAULTS) registry.removeSingleMetric(`inspect_${name}`);
+    new client.Gauge({
+      name: "inspect_process_resident_memory_bytes",
+      help: "Resident memory size in bytes.",
+      registers: [registry],
+      collect() {
+        this.set(Deno.memoryUsage().rss);
+      },
+    });
+    processMetrics = registry;
   }
   return processMetrics;
 }

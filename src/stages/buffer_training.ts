@@ -8,7 +8,7 @@
 import type { Detector, TrainStepReport } from "../model/detector.ts";
 import type { ImageBuffer } from "./image_buffer.ts";
 import type { RejectionPolicy } from "./hygiene.ts";
-import { imagesToBatch } from "./model_port.ts";
+import { featureTensor, imagesToBatch, type TeacherFeatureSource } from "./model_port.ts";
 
 /** What one buffered training step did. */
 export interface BufferStepResult {
@@ -29,20 +29,27 @@ export interface BufferStepResult {
 /**
  * Trains one step on a batch from `buffer` (null when the buffer has no batch ready), then
  * applies `hygiene`: rejected images are removed, re-admitted ones added back as untrained.
+ * With `teacher`, the frozen teacher's features come from it (ONNX Runtime), else from tfjs.
  */
-export function trainStepFromBuffer(
+export async function trainStepFromBuffer(
   detector: Detector,
   buffer: ImageBuffer,
   hygiene: RejectionPolicy<Float32Array>,
-): BufferStepResult | null {
+  teacher?: TeacherFeatureSource | null,
+): Promise<BufferStepResult | null> {
   const batch = buffer.takeBatch(detector.training.batchSize);
   if (!batch) return null;
-  const tensor = imagesToBatch(batch.map((image) => image.pixels), detector.model.imageSize);
+  const pixels = batch.map((image) => image.pixels);
+  // Awaited before any tensor exists: no tensor is alive while other work runs.
+  const raw = teacher ? await teacher.features(pixels) : null;
+  const tensor = imagesToBatch(pixels, detector.model.imageSize);
+  const features = raw ? featureTensor(raw) : undefined;
   let report: TrainStepReport;
   try {
-    report = detector.trainStep(tensor);
+    report = detector.trainStep(tensor, features);
   } finally {
     tensor.dispose();
+    features?.dispose();
   }
   const rejected = hygiene.review(
     batch.map((image) => ({ imageId: image.imageId, item: image.pixels })),

@@ -13,6 +13,11 @@ import { initBackend } from "../model/backend.ts";
 
 export type { Detector };
 export { prepareScoringEngines, type ScoringEngine, type ScoringEngines } from "../model/engine.ts";
+export {
+  featureTensor,
+  type TeacherFeatureSource,
+  teacherFeatureSource,
+} from "../model/teacher_engine.ts";
 
 /** Activates the configured tfjs backend in this thread (each Worker has its own). */
 export async function useBackend(name: BackendName): Promise<string> {

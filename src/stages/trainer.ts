@@ -41,6 +41,8 @@ import {
   imageBatches,
   liveTensors,
   saveDetector,
+  type TeacherFeatureSource,
+  teacherFeatureSource,
   useBackend,
 } from "./model_port.ts";
 import {
@@ -81,6 +83,8 @@ export class TrainerStage implements PipelineStage {
   #models?: ModelStore;
   #gate?: ModelGate;
   #detector?: Detector;
+  /** Where training batches' teacher features come from (ONNX Runtime by default). */
+  #teacherFeatures: TeacherFeatureSource | null = null;
   #messages?: ConsumerMessages;
   /** The line's verdicts, when hygiene takes the published model's second opinion. */
   #verdicts?: Subscription;
@@ -89,6 +93,8 @@ export class TrainerStage implements PipelineStage {
   #loop?: Promise<void>;
   #stopping = false;
   #paused = false;
+  /** The loop's current pass (step, publication), settled when it ends; pause waits for it. */
+  #inHand: Promise<void> = Promise.resolve();
   #published: { version: number; step: number; at: number } | null = null;
   #publishLock: Promise<unknown> = Promise.resolve();
   #imagesIn = 0;
@@ -130,6 +136,18 @@ export class TrainerStage implements PipelineStage {
       log: this.#log,
     });
     this.#detector = await this.#resumeOrCreate(await this.#models.current());
+    this.#teacherFeatures = await teacherFeatureSource(
+      this.#detector.teacher,
+      model.imageSize,
+      this.#config.inference,
+      model.backend,
+      this.#log.warn,
+    );
+    this.#log.info(
+      `teacher features with ${
+        this.#teacherFeatures?.description ?? `tfjs (${this.#config.model.backend})`
+      }`,
+    );
     this.#refilled = await recentDecodedImages(
       this.#js,
       this.#jsm,
@@ -244,17 +262,25 @@ export class TrainerStage implements PipelineStage {
 
   async #trainLoop(): Promise<void> {
     while (!this.#stopping) {
-      let worked = false;
-      try {
-        worked = !this.#paused && await this.#tick();
-        if (!this.#paused) await this.#publishIfDue();
-        if (worked) await this.#saveResumePointIfDue();
-      } catch (error) {
-        this.#log.warn(`training step failed: ${errorText(error)}`);
-      }
+      const iteration = this.#iterate();
+      this.#inHand = iteration.then(() => undefined);
+      const worked = await iteration;
       if (worked) await yieldToEventLoop();
       else await this.#wakeup.wait(IDLE_WAIT_MS);
     }
+  }
+
+  /** One pass of the loop: a step, a publication when due, a resume point. False when idle. */
+  async #iterate(): Promise<boolean> {
+    let worked = false;
+    try {
+      worked = !this.#paused && await this.#tick();
+      if (!this.#paused) await this.#publishIfDue();
+      if (worked) await this.#saveResumePointIfDue();
+    } catch (error) {
+      this.#log.warn(`training step failed: ${errorText(error)}`);
+    }
+    return worked;
   }
 
   /** One unit of work: fit teacher statistics, or one training step. False when idle. */
@@ -273,7 +299,12 @@ export class TrainerStage implements PipelineStage {
       this.#log.info(`teacher statistics fitted on ${images.length} images`);
       return true;
     }
-    const result = trainStepFromBuffer(detector, this.#buffer, this.#hygiene);
+    const result = await trainStepFromBuffer(
+      detector,
+      this.#buffer,
+      this.#hygiene,
+      this.#teacherFeatures,
+    );
     if (!result) return false;
     const { report, downWeighted, readmitted } = result;
     const rejected = [...this.#rejectedOnVerdict.splice(0), ...result.rejected];
@@ -372,9 +403,13 @@ export class TrainerStage implements PipelineStage {
     return { step: detector.step, modelVersion, checkpoint: await this.#saveCheckpoint() };
   }
 
-  /** Stops training (the buffer keeps filling). */
-  pause(): Promise<StageStatus> {
+  /**
+   * Stops training (the buffer keeps filling). Returns once the step or publication in hand
+   * has finished, so no step or version follows the answer.
+   */
+  async pause(): Promise<StageStatus> {
     this.#paused = true;
+    await this.#inHand;
     return this.status();
   }
 
@@ -439,6 +474,8 @@ export class TrainerStage implements PipelineStage {
       const dir = await this.#saveCheckpoint();
       if (dir) this.#log.info(`checkpoint saved to ${dir}`);
     } finally {
+      await this.#teacherFeatures?.dispose();
+      this.#teacherFeatures = null;
       detector.dispose();
       this.#detector = undefined;
     }
