@@ -12,7 +12,7 @@
 import type * as tf from "@tensorflow/tfjs";
 import type { InferenceConfig, ModelConfig } from "../config/schema.ts";
 import type { Detector, MappedScoreReport, ScoreReport } from "./detector.ts";
-import { toBatch } from "./batches.ts";
+import { packImages, toBatch } from "./batches.ts";
 import { availableCores } from "../util/cores.ts";
 import { exportDetectorOnnx, SCORING_IO } from "./onnx/export.ts";
 import { loadOnnxRuntime, openSession, type OrtModule, probeSession } from "./onnx/runtime.ts";
@@ -184,16 +184,7 @@ class OrtScoringEngine implements ScoringEngine {
 
   async #run(images: readonly Float32Array[], fetches: string[]) {
     const size = this.#size;
-    const per = size * size * 3;
-    const data = new Float32Array(images.length * per);
-    images.forEach((pixels, i) => {
-      if (pixels.length !== per) {
-        throw new Error(
-          `image ${i} has ${pixels.length} values, expected ${per} (${size}×${size}×3)`,
-        );
-      }
-      data.set(pixels, i * per);
-    });
+    const data = packImages(images, size);
     const input = new this.#ort.Tensor("float32", data, [images.length, size, size, 3]);
     return await this.#session.run({ [SCORING_IO.images]: input }, fetches);
   }

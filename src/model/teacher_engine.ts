@@ -13,6 +13,7 @@ import * as tf from "@tensorflow/tfjs";
 import type { InferenceConfig } from "../config/schema.ts";
 import type { Teacher } from "./teacher.ts";
 import { exportTeacherOnnx, TEACHER_IO } from "./onnx/export.ts";
+import { packImages } from "./batches.ts";
 import { loadOnnxRuntime, openSession } from "./onnx/runtime.ts";
 
 /** Raw teacher features of a batch: NHWC values and their shape. */
@@ -66,17 +67,10 @@ export async function teacherFeatureSource(
     threads,
     device: inference.device,
   });
-  const per = imageSize * imageSize * 3;
   return {
     description: `onnxruntime (${inference.device}, ${threads} thread${threads === 1 ? "" : "s"})`,
     async features(images) {
-      const data = new Float32Array(images.length * per);
-      images.forEach((pixels, i) => {
-        if (pixels.length !== per) {
-          throw new Error(`image ${i} has ${pixels.length} values, expected ${per}`);
-        }
-        data.set(pixels, i * per);
-      });
+      const data = packImages(images, imageSize);
       const input = new ort.Tensor("float32", data, [images.length, imageSize, imageSize, 3]);
       const out = (await session.run({ [TEACHER_IO.images]: input }))[TEACHER_IO.features];
       return {
