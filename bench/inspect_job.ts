@@ -282,10 +282,12 @@ async function runTrainJob(
         owed += config.stepsPerImage;
         for (; owed >= 1; owed--) {
           const stepStart = performance.now();
-          const report = (await trainStepFromBuffer(detector, buffer, hygiene))?.report ??
-            replayStep(detector, buffer, batchSize, config.seed + i);
+          // Fresh images first; with none left, a replay step as the live trainer takes one.
+          const step = (await trainStepFromBuffer(detector, buffer, hygiene)) ??
+            (await trainStepFromBuffer(detector, buffer, hygiene, null, true));
+          if (!step) break; // fewer buffered images than a batch
           stepMs.push(performance.now() - stepStart);
-          loss = report.losses.total;
+          loss = step.report.losses.total;
           losses.push(Number(loss.toPrecision(4)));
         }
       }
@@ -333,29 +335,6 @@ async function runTrainJob(
     };
   } finally {
     detector.dispose();
-  }
-}
-
-/**
- * A step on a batch replayed from the buffer when no fresh image is left (steps per image > 1:
- * the trainer keeps training while the line is idle).
- */
-function replayStep(
-  detector: Detector,
-  buffer: ImageBuffer,
-  batchSize: number,
-  seed: number,
-): TrainStepReport {
-  const pool = buffer.recent(buffer.capacity);
-  const picked = new SeededRandom(seed * 31 + detector.step).sample(pool, batchSize);
-  const tensor = tf.tensor4d(
-    concat(picked.map((b) => b.pixels)),
-    [batchSize, detector.model.imageSize, detector.model.imageSize, 3],
-  );
-  try {
-    return detector.trainStep(tensor);
-  } finally {
-    tensor.dispose();
   }
 }
 

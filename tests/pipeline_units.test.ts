@@ -82,6 +82,20 @@ Deno.test("robust threshold: median + z·MAD flags every defect at a 20 % defect
   assert.equal(young.threshold(), 0.9);
 });
 
+Deno.test("image buffer: a replay batch draws from the whole buffer, trained or not", () => {
+  const buffer = new ImageBuffer(6, 1);
+  for (let i = 0; i < 3; i++) buffer.add(`i${i}`, pixels(i));
+  assert.equal(buffer.takeReplayBatch(4), null, "fewer images than a batch");
+  buffer.takeBatch(3);
+  assert.equal(buffer.takeBatch(3), null, "no new image");
+  const replay = buffer.takeReplayBatch(3)!;
+  assert.deepEqual(replay.map((b) => b.imageId).sort(), ["i0", "i1", "i2"]);
+  assert.ok(replay.every((b) => b.trained === 2), "a replay counts as training");
+  buffer.add("i3", pixels(3));
+  assert.ok(buffer.takeReplayBatch(2)!.length === 2);
+  assert.equal(buffer.takeBatch(2)![0].imageId, "i3", "a new image still comes first");
+});
+
 Deno.test("image buffer: newest untrained first, replay top-up, eviction, outlier removal", () => {
   const buffer = new ImageBuffer(6, 1);
   assert.equal(buffer.takeBatch(2), null, "empty");

@@ -238,6 +238,14 @@ export const TrainerStageSchema = z.object({
   publishEverySeconds: z.number().positive().default(60),
   /** Recent images kept for batches, replay and normalisation (ATDR outliers are kept out). */
   bufferSize: z.number().int().min(2).max(100_000).default(256),
+  /**
+   * Steps on the buffer alone (random replays, no new image) the trainer may take per new image
+   * it has trained on, while no new image waits: it keeps converging when the line is slow or
+   * stopped. 0 (default): it steps only when new images arrive. The budget is earned by new
+   * images, so a quiet line cannot make it train on one buffer without end. Replays train only
+   * (ATDR down-weights as always); hygiene judges images on the steps that bring them in.
+   */
+  replayStepsPerImage: z.number().min(0).max(64).default(0),
   /** Images the teacher channel statistics are fitted on before the first step. */
   statsImages: z.number().int().min(1).default(64),
   /** Most recent buffered images the map-normalisation quantiles are fitted on at each publication. */

@@ -30,14 +30,19 @@ export interface BufferStepResult {
  * Trains one step on a batch from `buffer` (null when the buffer has no batch ready), then
  * applies `hygiene`: rejected images are removed, re-admitted ones added back as untrained.
  * With `teacher`, the frozen teacher's features come from it (ONNX Runtime), else from tfjs.
+ * With `replay`, the batch is drawn at random from the whole buffer
+ * ({@link ImageBuffer.takeReplayBatch}) and hygiene is left out: a step while no new image has
+ * arrived.
  */
 export async function trainStepFromBuffer(
   detector: Detector,
   buffer: ImageBuffer,
   hygiene: RejectionPolicy<Float32Array>,
   teacher?: TeacherFeatureSource | null,
+  replay = false,
 ): Promise<BufferStepResult | null> {
-  const batch = buffer.takeBatch(detector.training.batchSize);
+  const { batchSize } = detector.training;
+  const batch = replay ? buffer.takeReplayBatch(batchSize) : buffer.takeBatch(batchSize);
   if (!batch) return null;
   const pixels = batch.map((image) => image.pixels);
   // Awaited before any tensor exists: no tensor is alive while other work runs.
@@ -51,13 +56,16 @@ export async function trainStepFromBuffer(
     tensor.dispose();
     features?.dispose();
   }
-  const rejected = hygiene.review(
+  // Hygiene judges images on the steps that bring them in. Replays only train (ATDR still
+  // down-weights each batch's outlier): the same hard images, flagged again on every replay,
+  // would otherwise drain the buffer one image per step while the line is quiet.
+  const rejected = replay ? [] : hygiene.review(
     batch.map((image) => ({ imageId: image.imageId, item: image.pixels })),
     report.outliers,
     report.defectRate,
   );
   buffer.remove(rejected);
-  const readmitted = hygiene.readmit();
+  const readmitted = replay ? [] : hygiene.readmit();
   for (const image of readmitted) buffer.add(image.imageId, image.item);
   return {
     report,

@@ -75,6 +75,17 @@ export class ImageBuffer {
     return batch;
   }
 
+  /**
+   * A batch of `batchSize` images drawn at random from the whole buffer, fresh or not: what the
+   * trainer replays while no new image arrives. Null when fewer than `batchSize` are held.
+   */
+  takeReplayBatch(batchSize: number): BufferedImage[] | null {
+    if (this.#images.length < batchSize) return null;
+    const batch = this.#random.sample(this.#images, batchSize);
+    for (const image of batch) image.trained++;
+    return batch;
+  }
+
   /** The newest `count` images (all if fewer), oldest first. */
   recent(count: number): BufferedImage[] {
     return this.#images.slice(-count);

@@ -93,6 +93,8 @@ export class TrainerStage implements PipelineStage {
   #loop?: Promise<void>;
   #stopping = false;
   #paused = false;
+  /** Replay-only steps earned by new images (`trainer.replayStepsPerImage`) and not yet taken. */
+  #replayBudget = 0;
   /** The loop's current pass (step, publication), settled when it ends; pause waits for it. */
   #inHand: Promise<void> = Promise.resolve();
   #published: { version: number; step: number; at: number } | null = null;
@@ -299,12 +301,24 @@ export class TrainerStage implements PipelineStage {
       this.#log.info(`teacher statistics fitted on ${images.length} images`);
       return true;
     }
-    const result = await trainStepFromBuffer(
+    let result = await trainStepFromBuffer(
       detector,
       this.#buffer,
       this.#hygiene,
       this.#teacherFeatures,
     );
+    if (result) {
+      this.#replayBudget += result.fresh * this.#config.trainer.replayStepsPerImage;
+    } else if (this.#replayBudget >= 1) {
+      result = await trainStepFromBuffer(
+        detector,
+        this.#buffer,
+        this.#hygiene,
+        this.#teacherFeatures,
+        true,
+      );
+      if (result) this.#replayBudget--;
+    }
     if (!result) return false;
     const { report, downWeighted, readmitted } = result;
     const rejected = [...this.#rejectedOnVerdict.splice(0), ...result.rejected];
