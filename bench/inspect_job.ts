@@ -19,7 +19,7 @@ import {
   type TeacherConfig,
   TrainingSchema,
 } from "../src/config/schema.ts";
-import { Detector, type TrainStepReport } from "../src/model/detector.ts";
+import { Detector } from "../src/model/detector.ts";
 import { batchesOf } from "../src/model/batches.ts";
 import { loadTeacher } from "../src/model/teacher.ts";
 import { ImageBuffer } from "../src/stages/image_buffer.ts";
