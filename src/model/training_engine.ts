@@ -55,13 +55,19 @@ export interface TrainingEngineOptions {
   warn: (line: string) => void;
   /** ORT intra-op threads (default 1: the trainer is a one-core stage). */
   threads?: number;
+  /**
+   * The engine asked for (default `detector.training.engine`; a detector restored from a
+   * version carries the training section it was trained with, the line's may differ).
+   */
+  engine?: TrainingConfig["engine"];
 }
 
 /** tfjs backends that run on a GPU: with them `auto` keeps training on tfjs. */
 const GPU_BACKENDS = ["webgpu", "tensorflow-gpu"];
 
 /**
- * The training engine `detector.training.engine` asks for (see `TrainingSchema.engine`):
+ * The training engine `options.engine` (default `detector.training.engine`) asks for (see
+ * `TrainingSchema.engine`):
  * ORT when wanted and it loads, else tfjs (one `warn` line when ORT was wanted).
  *
  * @throws when ORT is asked for on `inference.device` "cuda" and has no CUDA provider
@@ -70,7 +76,7 @@ export async function prepareTrainingEngine(
   detector: Detector,
   options: TrainingEngineOptions,
 ): Promise<TrainingEngine> {
-  const { engine } = detector.training;
+  const engine = options.engine ?? detector.training.engine;
   const backend = detector.model.backend;
   const threads = options.threads ?? 1;
   const wantsOrt = engine === "onnxruntime" ||
@@ -78,7 +84,9 @@ export async function prepareTrainingEngine(
   if (wantsOrt) {
     const loaded = await loadOnnxRuntime();
     if (loaded.ok) return await OrtTrainingEngine.create(loaded.ort, detector, options, threads);
+    // One line: the teacher's features cannot come from ORT either.
     options.warn(`onnxruntime unavailable (${loaded.reason}); training with tfjs (${backend})`);
+    return new TfjsTrainingEngine(detector, null);
   }
   const teacher = await teacherFeatureSource(
     detector.teacher,
@@ -399,7 +407,10 @@ export class OrtTrainingEngine implements TrainingEngine {
     // The loss and its gradient w.r.t. the networks' outputs, by tfjs (no tensor outlives it).
     let loss: StepLoss | undefined;
     const losses: Record<string, number> = {};
-    const outputGradients = tf.tidy(() => {
+    // Read into this array, not returned from tf.tidy: tidy walks a returned typed array
+    // element by element looking for tensors (~0.5 s at 64 px).
+    const outputGradients: Float32Array[] = [];
+    tf.tidy(() => {
       const [student, ae] = graphs.outputs.map(({ output, shape }) =>
         tf.tensor4d(forward[output].data as Float32Array, [batch, ...shape])
       );
@@ -420,7 +431,7 @@ export class OrtTrainingEngine implements TrainingEngine {
         return loss.total;
       })([student, ae]);
       losses.total = value.dataSync()[0];
-      return grads.map((g) => g.dataSync() as Float32Array);
+      for (const g of grads) outputGradients.push(g.dataSync() as Float32Array);
     });
     const gradients = await sessions.backward(feeds, forward, outputGradients, batch);
     return { losses, loss: loss!, gradients, params };

@@ -316,9 +316,12 @@ export function chainBackward(
         if (i > 0) dy = convInputGrad(g, dy, params[layer.kernel], layer, inShape, outShape);
         break;
       }
-      case "relu":
-        dy = g.node("Mul", [dy, g.node("Sign", [savedName(chain, i + 1)])]);
+      case "relu": {
+        // ReLU's gradient: dy where the output is > 0 (faster in ORT than dy · sign(output)).
+        const zero = scalar(g, "zero", 0);
+        dy = g.node("Where", [g.node("Greater", [savedName(chain, i + 1), zero]), dy, zero]);
         break;
+      }
       case "dropout":
         dy = g.node("Mul", [dy, masks[layer.mask]]);
         break;
@@ -375,7 +378,12 @@ function convFilterGrad(
   return g.node("Transpose", [corr], { perm: [2, 3, 0, 1] });
 }
 
-/** dL/dx of a convolution: ConvTranspose with the same OIHW kernel, strides and pads. */
+/**
+ * dL/dx of a convolution. Stride 1: a convolution of dy, padded by k − 1 − pad, with the kernel
+ * flipped in space and its in/out channels swapped (ORT runs it about twice as fast as
+ * ConvTranspose); larger strides: ConvTranspose with the same OIHW kernel, strides and pads
+ * (the exact adjoint of Conv).
+ */
 function convInputGrad(
   g: GraphBuilder,
   dy: string,
@@ -385,6 +393,22 @@ function convInputGrad(
   outShape: readonly number[],
 ): string {
   const { size: k, stride: s, pad: p } = layer;
+  if (s === 1 && p <= k - 1) {
+    const swapped = g.node("Transpose", [kernel], { perm: [1, 0, 2, 3] });
+    const flipped = g.node("Slice", [
+      swapped,
+      g.ints("starts", [-1, -1]),
+      g.ints("ends", [-k - 1, -k - 1]),
+      g.ints("axes", [2, 3]),
+      g.ints("steps", [-1, -1]),
+    ]);
+    const q = k - 1 - p;
+    return g.node("Conv", [dy, flipped], {
+      kernel_shape: [k, k],
+      strides: [1, 1],
+      pads: [q, q, q, q],
+    });
+  }
   const extra = (n: number, o: number) => n - ((o - 1) * s + k - 2 * p);
   const extraH = extra(inShape[1], outShape[1]);
   const extraW = extra(inShape[2], outShape[2]);
@@ -409,18 +433,17 @@ function avgPoolGrad(
   inShape: readonly number[],
   outShape: readonly number[],
 ): string {
-  const [, h, w] = inShape;
+  // A depthwise 2 × 2 ConvTranspose of constant 1/4 (stride 2) spreads each dy over its window;
+  // its pads crop the zero padding: 1 at the start, 2·Ho − 1 − H at the end.
+  const [c, h, w] = inShape;
   const [, ho, wo] = outShape;
-  const quarter = g.node("Mul", [dy, scalar(g, "quarter", 0.25)]);
-  const split = g.node("Reshape", [quarter, g.ints("shape", [0, 0, ho, 1, wo, 1])]);
-  const spread = g.node("Expand", [split, g.ints("shape", [1, 1, 1, 2, 1, 2])]);
-  const padded = g.node("Reshape", [spread, g.ints("shape", [0, 0, 2 * ho, 2 * wo])]);
-  return g.node("Slice", [
-    padded,
-    g.ints("starts", [1, 1]),
-    g.ints("ends", [1 + h, 1 + w]),
-    g.ints("axes", [2, 3]),
-  ]);
+  const quarter = g.floats("pool_grad", new Float32Array(c * 4).fill(0.25), [c, 1, 2, 2]);
+  return g.node("ConvTranspose", [dy, quarter], {
+    kernel_shape: [2, 2],
+    strides: [2, 2],
+    group: c,
+    pads: [1, 1, 2 * ho - 1 - h, 2 * wo - 1 - w],
+  });
 }
 
 /** Gradient of a half-pixel bilinear resize: dx = A_hᵀ · dy · A_w (per sample and channel). */
