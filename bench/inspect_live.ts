@@ -23,8 +23,10 @@ import {
 } from "../src/data/inspect_surfaces.ts";
 import { ensureSkimageTextures, loadSkimagePhoto } from "../src/data/skimage_textures.ts";
 import { numberList, positiveInt, ratioList } from "./cli_args.ts";
+import { ACCURACY_VARIANTS, parseVariantName, type VariantName } from "./accuracy_variants.ts";
 import {
   type CameraFormat,
+  describeLiveJob,
   type LiveInspectConfig,
   type LiveInspectJob,
   type LiveInspectResult,
@@ -86,6 +88,8 @@ const USAGE = `deno task bench:inspect --live [options]
   --ratios 0.1,0.3      pollution ratios (default ${LIVE_DEFAULTS.ratios})
   --config FILE         line served (default pipelines/demo.json), unchanged but for its name
                         and metrics (off)
+  --variants a,b        also/instead serve these training variants over the line's training
+                        (e.g. ad2,baseline; default: the line as configured)
   --duration S          seconds the camera publishes (default ${LIVE_DEFAULTS.durationSeconds})
   --points a,b,...      evaluation points, seconds after the first image, each ≤ --duration
                         (default ${LIVE_DEFAULTS.points})
@@ -116,6 +120,7 @@ export function parseLiveInspectArgs(args: string[]): LiveInspectArgs {
       surfaces: { type: "string" },
       ratios: { type: "string" },
       config: { type: "string", default: "pipelines/demo.json" },
+      variants: { type: "string" },
       duration: { type: "string" },
       points: { type: "string" },
       rate: { type: "string" },
@@ -151,11 +156,19 @@ export function parseLiveInspectArgs(args: string[]): LiveInspectArgs {
   if (!(rate > 0)) throw new Error("--rate must be a positive number of images per second");
   const format = (values.format ?? d.format) as CameraFormat;
   if (format !== "png" && format !== "jpeg") throw new Error("--format must be png or jpeg");
+  const variants: (VariantName | undefined)[] = values.variants
+    ? values.variants.split(",").map(parseVariantName)
+    : [undefined];
   const seed = values.seed ? Number(values.seed) : d.seed;
   if (!Number.isInteger(seed)) throw new Error("--seed must be an integer");
   return {
-    // Ratios outermost: a run stopped early has every surface at the first ratio.
-    jobs: ratios.flatMap((ratio) => surfaces.map((surface) => ({ surface, ratio }))),
+    // Ratios outermost: a run stopped early has every surface at the first ratio; variants
+    // innermost: it has compared them on the same surfaces.
+    jobs: ratios.flatMap((ratio) =>
+      surfaces.flatMap((surface) =>
+        variants.map((variant) => variant ? { surface, ratio, variant } : { surface, ratio })
+      )
+    ),
     config: {
       side: d.side,
       rate,
@@ -244,7 +257,7 @@ export async function runLiveInspect(
       results.push({ ...result, loadAverageAtEnd: Deno.loadavg() });
     } catch (error) {
       const why = error instanceof Error ? error.message : String(error);
-      log(`live ${job.surface} r=${job.ratio} FAILED: ${why}`);
+      log(`live ${describeLiveJob(job)} FAILED: ${why}`);
       failures.push({ job, error: why });
     }
     if (results.length + failures.length < jobs.length) {
@@ -278,20 +291,43 @@ function stepsText(point: LivePoint | undefined): string {
   return lo === hi ? String(hi) : `${lo}–${hi}`;
 }
 
+/** A table group: one ratio with the line's training or one variant. */
+interface LiveGroup {
+  ratio: number;
+  variant?: VariantName;
+}
+
+/** The groups of `jobs`, in job order. */
+export function liveGroups(jobs: readonly LiveInspectJob[]): LiveGroup[] {
+  const groups: LiveGroup[] = [];
+  for (const { ratio, variant } of jobs) {
+    if (!groups.some((g) => g.ratio === ratio && g.variant === variant)) {
+      groups.push(variant ? { ratio, variant } : { ratio });
+    }
+  }
+  return groups;
+}
+
+function groupLabel(group: LiveGroup): string {
+  return group.variant ? ACCURACY_VARIANTS[group.variant].label : "line";
+}
+
 /** The report's tables. */
 export function liveInspectTables(report: LiveInspectReport): { title: string; table: Table }[] {
   const { config } = report;
   const points = config.points;
-  const ratios = [...new Set(report.jobs.map((j) => j.ratio))];
-  const ofRatio = (ratio: number) => report.results.filter((r) => r.ratio === ratio);
+  const groups = liveGroups(report.jobs);
+  const ofGroup = (g: LiveGroup) =>
+    report.results.filter((r) => r.ratio === g.ratio && r.variant === g.variant);
   const pointOf = (r: LiveInspectResult, at: number) => r.points.find((p) => p.atSeconds === at);
 
   const perSurface: Table = {
-    headers: ["surface", "r", ...points.map((p) => `${p} s`)],
-    rows: ratios.flatMap((ratio) => [
-      ...ofRatio(ratio).map((r) => [
+    headers: ["surface", "r", "training", ...points.map((p) => `${p} s`)],
+    rows: groups.flatMap((g) => [
+      ...ofGroup(g).map((r) => [
         r.surface,
-        String(ratio),
+        String(g.ratio),
+        groupLabel(g),
         ...points.map((at) => {
           const point = pointOf(r, at);
           if (!point) return "—";
@@ -301,8 +337,9 @@ export function liveInspectTables(report: LiveInspectReport): { title: string; t
       ]),
       [
         "mean",
-        String(ratio),
-        ...points.map((at) => fixed(meanAt(ofRatio(ratio), at, (p) => p.auroc))),
+        String(g.ratio),
+        groupLabel(g),
+        ...points.map((at) => fixed(meanAt(ofGroup(g), at, (p) => p.auroc))),
       ],
     ]),
   };
@@ -310,6 +347,7 @@ export function liveInspectTables(report: LiveInspectReport): { title: string; t
   const meanTable: Table = {
     headers: [
       "r",
+      "training",
       "t (s)",
       "images seen",
       "trainer step",
@@ -321,13 +359,14 @@ export function liveInspectTables(report: LiveInspectReport): { title: string; t
       "stream AUROC",
       "answered after (s)",
     ],
-    rows: ratios.flatMap((ratio) =>
+    rows: groups.flatMap((g) =>
       points.map((at) => {
-        const cells = ofRatio(ratio);
+        const cells = ofGroup(g);
         const sum = (pick: (p: LivePoint) => number) =>
           cells.reduce((n, r) => n + (pointOf(r, at) ? pick(pointOf(r, at)!) : 0), 0);
         return [
-          String(ratio),
+          String(g.ratio),
+          groupLabel(g),
           String(at),
           fixed(meanAt(cells, at, (p) => p.imagesSeen), 0),
           fixed(meanAt(cells, at, (p) => p.trainer?.step), 0),
@@ -338,7 +377,11 @@ export function liveInspectTables(report: LiveInspectReport): { title: string; t
           fixed(meanAt(cells, at, (p) => p.aurocAe)),
           fixed(meanAt(cells, at, (p) => p.streamAuroc)),
           fixed(
-            meanAt(cells, at, (p) => p.answeredSeconds && p.answeredSeconds - p.publishedSeconds),
+            meanAt(
+              cells,
+              at,
+              (p) => p.answeredSeconds === null ? null : p.answeredSeconds - p.publishedSeconds,
+            ),
             1,
           ),
         ];
@@ -348,8 +391,7 @@ export function liveInspectTables(report: LiveInspectReport): { title: string; t
 
   const detail: Table = {
     headers: [
-      "surface",
-      "r",
+      "cell",
       "t (s)",
       "images seen",
       "trainer step",
@@ -364,8 +406,7 @@ export function liveInspectTables(report: LiveInspectReport): { title: string; t
     ],
     rows: report.results.flatMap((r) =>
       r.points.map((p) => [
-        r.surface,
-        String(r.ratio),
+        describeLiveJob(r),
         String(p.atSeconds),
         String(p.imagesSeen),
         p.trainer ? String(p.trainer.step) : "—",
@@ -383,11 +424,12 @@ export function liveInspectTables(report: LiveInspectReport): { title: string; t
 
   const last = points.at(-1)!;
   const bySize: Table = {
-    headers: ["r", ...DEFECT_SIZE_NAMES, ...DEFECT_KINDS],
-    rows: ratios.map((ratio) => {
-      const cells = ofRatio(ratio).flatMap((r) => pointOf(r, last)?.cells ?? []);
+    headers: ["r", "training", ...DEFECT_SIZE_NAMES, ...DEFECT_KINDS],
+    rows: groups.map((g) => {
+      const cells = ofGroup(g).flatMap((r) => pointOf(r, last)?.cells ?? []);
       return [
-        String(ratio),
+        String(g.ratio),
+        groupLabel(g),
         ...DEFECT_SIZE_NAMES.map((s) =>
           fixed(mean(cells.filter((c) => c.size === s).map((c) => c.auroc)))
         ),
@@ -398,27 +440,27 @@ export function liveInspectTables(report: LiveInspectReport): { title: string; t
     }),
   };
 
-  const goal = (ratio: number) => ratio <= 0.1 ? 0.95 : 0.90;
   const goals: Table = {
     headers: [
       "r",
+      "training",
       "surfaces",
       `mean AUROC at ${last} s`,
       "issue's goal",
       "first point with mean ≥ 0.90",
       "first scored camera verdict (s, model step)",
     ],
-    rows: ratios.map((ratio) => {
-      const cells = ofRatio(ratio);
+    rows: groups.map((g) => {
+      const cells = ofGroup(g);
       const final = meanAt(cells, last, (p) => p.auroc);
       const reached = points.find((at) => meanAt(cells, at, (p) => p.auroc) >= 0.9);
+      const goal = g.ratio === 0.1 ? 0.95 : g.ratio === 0.3 ? 0.9 : null;
       return [
-        String(ratio),
+        String(g.ratio),
+        groupLabel(g),
         String(cells.length),
         fixed(final),
-        ratio === 0.1 || ratio === 0.3
-          ? `≥ ${goal(ratio).toFixed(2)}: ${final >= goal(ratio) ? "met" : "not met"}`
-          : "—",
+        goal === null ? "—" : `≥ ${goal.toFixed(2)}: ${final >= goal ? "met" : "not met"}`,
         reached === undefined ? `not within ${last} s` : `${reached} s`,
         cells.map((r) =>
           r.firstScored ? `${r.surface} ${r.firstScored.seconds} (${r.firstScored.modelStep})` : "—"
@@ -472,24 +514,26 @@ export async function renderLiveReport(name: string, report: LiveInspectReport):
     "images' own verdicts since the previous point.",
     "",
     ...tables.flatMap(({ title, table }) => [`## ${title}`, "", markdownTable(table), ""]),
-    "## Camera",
+    "## Camera and line",
     "",
     ...report.results.map((r) =>
-      `- ${r.surface} r=${r.ratio}: ${r.cameraImages} images (${r.injected} defective), ` +
+      `- ${describeLiveJob(r)}: ${r.cameraImages} images (${r.injected} defective), ` +
       `${Math.round(r.camera.bytesMean / 1024)} KiB each, render+encode median ` +
       `${r.camera.renderMs} ms, latest ${r.camera.lateMs} ms behind schedule; line ready in ` +
       `${r.startupSeconds} s; trainer at the end: step ${r.finalTrainer?.step ?? "?"}, ` +
       `${r.finalTrainer?.imagesIn ?? "?"} images in, ${r.finalTrainer?.heldOut ?? "?"} held out; ` +
-      `test images in training batches: ${r.testImagesTrainedOn}`
+      `test images in training batches: ${r.testImagesTrainedOn}; camera verdicts back after ` +
+      `p50 ${fixed(r.cameraLatency?.p50, 1)} / p99 ${fixed(r.cameraLatency?.p99, 1)} / max ` +
+      `${fixed(r.cameraLatency?.max, 1)} s; scorer retried ${r.finalScorer?.retried ?? "?"}, ` +
+      `already answered ${r.finalScorer?.alreadyAnswered ?? "?"}, failed ` +
+      `${r.finalScorer?.processingFailed ?? "?"}`
     ),
     "",
     ...(report.failures.length
       ? [
         "## Failures",
         "",
-        ...report.failures.map((f) =>
-          `- ${f.job.surface} r=${f.job.ratio}: ${f.error.split("\n")[0]}`
-        ),
+        ...report.failures.map((f) => `- ${describeLiveJob(f.job)}: ${f.error.split("\n")[0]}`),
         "",
       ]
       : []),
@@ -500,7 +544,8 @@ export async function renderLiveReport(name: string, report: LiveInspectReport):
   if (report.results.length === 0) return;
   const png = new URL(`${name}.png`, RESULTS_DIR).pathname;
   const palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2"];
-  const ratios = [...new Set(report.results.map((r) => r.ratio))];
+  const groups = liveGroups(report.jobs);
+  const firstRatio = Math.min(...groups.map((g) => g.ratio));
   const orNull = (v: number | null | undefined) =>
     v !== null && v !== undefined && isFinite(v) ? v : null;
   await svgToPng(
@@ -511,17 +556,23 @@ export async function renderLiveReport(name: string, report: LiveInspectReport):
       x: c.points,
       series: [
         ...report.results.map((r, i) => ({
-          name: `${r.surface} r=${r.ratio}`,
+          name: describeLiveJob(r),
           color: palette[i % palette.length],
-          dashed: r.ratio > Math.min(...ratios),
+          dashed: r.ratio > firstRatio,
           values: c.points.map((at) => orNull(r.points.find((x) => x.atSeconds === at)?.auroc)),
         })),
-        ...ratios.map((ratio) => ({
-          name: `mean r=${ratio}`,
-          color: "#000000",
-          dashed: ratio > Math.min(...ratios),
+        ...groups.map((g) => ({
+          name: `mean r=${g.ratio} ${groupLabel(g)}`,
+          color: g.variant === "baseline" ? "#777777" : "#000000",
+          dashed: g.ratio > firstRatio,
           values: c.points.map((at) =>
-            orNull(meanAt(report.results.filter((r) => r.ratio === ratio), at, (x) => x.auroc))
+            orNull(
+              meanAt(
+                report.results.filter((r) => r.ratio === g.ratio && r.variant === g.variant),
+                at,
+                (x) => x.auroc,
+              ),
+            )
           ),
         })),
       ],

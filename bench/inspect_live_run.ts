@@ -37,6 +37,7 @@ import { E2eLine, MILESTONE_TIMEOUT_MS } from "../src/harness/line.ts";
 import { publishImage, waitUntil } from "../src/harness/bus.ts";
 import { type CellAuroc, cellAurocs } from "./inspect_job.ts";
 import { median, secondsSince } from "./timing.ts";
+import { ACCURACY_VARIANTS, type VariantName } from "./accuracy_variants.ts";
 
 /** The line every live cell is served as (each cell gets its own server). */
 export const LIVE_LINE = "inspect-live";
@@ -64,10 +65,18 @@ export interface LiveInspectConfig {
   seed: number;
 }
 
-/** One live cell: a surface at a pollution ratio. */
+/** One live cell: a surface at a pollution ratio, with the line's training or a variant's. */
 export interface LiveInspectJob {
   surface: Surface;
   ratio: number;
+  /** A benchmark variant's training fields over the line's (absent: the line as configured). */
+  variant?: VariantName;
+}
+
+/** `brick r=0.1` or `brick r=0.1 baseline (EfficientAD)`. */
+export function describeLiveJob(job: LiveInspectJob): string {
+  const variant = job.variant ? ` ${ACCURACY_VARIANTS[job.variant].label}` : "";
+  return `${job.surface} r=${job.ratio}${variant}`;
 }
 
 /** What the trainer reported at an evaluation point. */
@@ -142,10 +151,20 @@ export interface LiveInspectResult extends LiveInspectJob {
   camera: { renderMs: number; lateMs: number; bytesMean: number };
   /** Seconds from starting the server to the line ready (before t = 0). */
   startupSeconds: number;
-  /** First camera verdict `scored`, seconds since t = 0, and its model step (null: none). */
-  firstScored: { seconds: number; modelStep: number } | null;
+  /**
+   * The first camera image (in publication order) with a `scored` verdict: its Image-Id, when
+   * that verdict came back (seconds since t = 0) and its model step (null: none).
+   */
+  firstScored: { imageId: string; seconds: number; modelStep: number } | null;
   /** The trainer's status after the last point. */
   finalTrainer: TrainerAtPoint | null;
+  /** The scorer's delivery counters after the last point (null: no answer). */
+  finalScorer: { retried: number; alreadyAnswered: number; processingFailed: number } | null;
+  /**
+   * Camera image published → its verdict back, seconds (median, 99th percentile, largest):
+   * whether the line kept up with the camera.
+   */
+  cameraLatency: { p50: number; p99: number; max: number };
   /**
    * Held-out test images that appeared in a training batch (the line's training events): the
    * protocol's own check, 0 unless `Image-Train: no` failed.
@@ -155,12 +174,22 @@ export interface LiveInspectResult extends LiveInspectJob {
   wallSeconds: number;
 }
 
-/** The line's configuration for a live cell: `base` under {@link LIVE_LINE}, metrics off. */
-export function liveLineConfig(base: PipelineConfig): PipelineConfig {
+/**
+ * The line's configuration for a live cell: `base` under {@link LIVE_LINE}, metrics off, and
+ * with `variant` its training fields (and hygiene, when it has one) over the line's.
+ */
+export function liveLineConfig(base: PipelineConfig, variant?: VariantName): PipelineConfig {
+  const v = variant ? ACCURACY_VARIANTS[variant] : undefined;
   // Metrics off: a benchmark must not fight the machine's own line for port 9464.
   return parsePipelineConfig(
-    { ...base, line: LIVE_LINE, metrics: { ...base.metrics, enabled: false } },
-    `${base.line} as ${LIVE_LINE}`,
+    {
+      ...base,
+      line: LIVE_LINE,
+      metrics: { ...base.metrics, enabled: false },
+      training: { ...base.training, ...v?.training },
+      trainer: { ...base.trainer, hygiene: v?.hygiene ?? base.trainer.hygiene },
+    },
+    `${base.line} as ${LIVE_LINE}${variant ? ` (${variant})` : ""}`,
   );
 }
 
@@ -292,10 +321,11 @@ export async function runLiveInspectCell(
   const test = plan.test.map(render);
   const testPayloads = await Promise.all(test.map((s) => encodeSample(s, config.format)));
 
-  const pipeline = liveLineConfig(options.pipeline);
+  const pipeline = liveLineConfig(options.pipeline, job.variant);
   await using line = await E2eLine.start(pipeline);
   const startupSeconds = secondsSince(started);
-  log(`live ${job.surface} r=${job.ratio}: line ready (${startupSeconds} s)`);
+  const name = describeLiveJob(job);
+  log(`live ${name}: line ready (${startupSeconds} s)`);
 
   const verdicts = new Map<string, Verdict>();
   const arrivedAt = new Map<string, number>();
@@ -314,6 +344,7 @@ export async function runLiveInspectCell(
   const points: LivePoint[] = [];
   const evaluations: Promise<void>[] = [];
   const cameraIds: string[] = [];
+  const cameraPublishedAt: number[] = [];
   let windowStart = 0;
   const evaluate = (atSeconds: number): Promise<void> => {
     const imagesSeen = cameraIds.length;
@@ -352,7 +383,7 @@ export async function runLiveInspectCell(
       };
       points.push(point);
       log(
-        `live ${job.surface} r=${job.ratio} t=${atSeconds} s: AUROC ${
+        `live ${name} t=${atSeconds} s: AUROC ${
           point.auroc?.toFixed(3) ?? "—"
         } (${point.verdicts.scored} scored, ${point.verdicts.warming_up} warming up; model step ${
           point.modelSteps?.join("–") ?? "—"
@@ -381,6 +412,7 @@ export async function runLiveInspectCell(
     }
     const id = cameraImageId(k);
     publishImage(line.nc, LIVE_LINE, id, payload);
+    cameraPublishedAt.push((performance.now() - t0) / 1000);
     cameraIds.push(id);
     line.published++;
   }
@@ -392,6 +424,18 @@ export async function runLiveInspectCell(
   await line.nc.flush();
   await Promise.all(evaluations);
   const finalTrainer = await line.status("trainer").then(trainerAtPoint, () => null);
+  const finalScorer = await line.status("scorer").then((status) => ({
+    retried: Number(status.details.retried ?? NaN),
+    alreadyAnswered: Number(status.details.alreadyAnswered ?? NaN),
+    processingFailed: Number(status.details.processingFailed ?? NaN),
+  }), () => null);
+  const latencies = cameraIds.flatMap((id, k) =>
+    arrivedAt.has(id) ? [arrivedAt.get(id)! - cameraPublishedAt[k]] : []
+  ).sort((a, b) => a - b);
+  const quantile = (q: number) =>
+    latencies.length
+      ? round(latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))])
+      : NaN;
   subscription.unsubscribe();
   training.unsubscribe();
 
@@ -411,11 +455,14 @@ export async function runLiveInspectCell(
     startupSeconds,
     firstScored: firstScored
       ? {
+        imageId: firstScored.imageId,
         seconds: round(arrivedAt.get(firstScored.imageId)!),
         modelStep: firstScored.modelStep,
       }
       : null,
     finalTrainer,
+    finalScorer,
+    cameraLatency: { p50: quantile(0.5), p99: quantile(0.99), max: round(latencies.at(-1) ?? NaN) },
     testImagesTrainedOn: trainedOnTest.size,
     wallSeconds: secondsSince(started),
   };

@@ -9,9 +9,10 @@ import {
   parseLiveInspectArgs,
   runLiveInspect,
 } from "../bench/inspect_live.ts";
-import { statusCounts, testSetScores } from "../bench/inspect_live_run.ts";
+import { liveLineConfig, statusCounts, testSetScores } from "../bench/inspect_live_run.ts";
+import { loadPipelineConfig } from "../src/pipeline/config.ts";
 
-Deno.test("bench:inspect --live arguments: the issue's protocol by default, clear errors", () => {
+Deno.test("bench:inspect --live arguments: the issue's protocol by default, clear errors", async () => {
   const parsed = parseLiveInspectArgs([]);
   assert.equal(parsed.config.rate, 10);
   assert.equal(parsed.config.durationSeconds, 600);
@@ -26,6 +27,19 @@ Deno.test("bench:inspect --live arguments: the issue's protocol by default, clea
   const short = parseLiveInspectArgs(["--surfaces", "pcb", "--ratios", "0.3", "--duration", "90"]);
   assert.deepEqual(short.jobs, [{ surface: "pcb", ratio: 0.3 }]);
   assert.deepEqual(short.config.points, [60], "default points beyond --duration are dropped");
+  const sideBySide = parseLiveInspectArgs([
+    "--surfaces=wood",
+    "--ratios=0.1",
+    "--variants=ad2,baseline",
+  ]);
+  assert.deepEqual(sideBySide.jobs, [
+    { surface: "wood", ratio: 0.1, variant: "ad2" },
+    { surface: "wood", ratio: 0.1, variant: "baseline" },
+  ]);
+  const baseline = liveLineConfig(await loadPipelineConfig("pipelines/demo.json"), "baseline");
+  assert.equal(baseline.training.method, "baseline");
+  assert.equal(baseline.line, "inspect-live");
+  assert.equal(baseline.metrics.enabled, false);
   assert.throws(() => parseLiveInspectArgs(["--surfaces", "marble"]), /unknown surface/);
   assert.throws(() => parseLiveInspectArgs(["--points", "30,700"]), /--points/);
   assert.throws(() => parseLiveInspectArgs(["--format", "bmp"]), /png or jpeg/);
