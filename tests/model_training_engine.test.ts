@@ -25,6 +25,7 @@ import {
 } from "../src/model/training_engine.ts";
 import { SeededRandom } from "../src/util/prng.ts";
 import { trainOffline, trainOfflineWith } from "../src/model/offline.ts";
+import { saveSmallGraphModel } from "./helpers/small_graph_model.ts";
 
 const SIZE = 32;
 const BATCH = 4;
@@ -320,5 +321,50 @@ Deno.test("offline training with the ORT engine takes trainOffline's batches and
     await engine.dispose();
     viaTfjs.dispose();
     viaOrt.dispose();
+  }
+});
+
+Deno.test("a teacher ONNX cannot export (GraphModel) runs on tfjs inside the ORT step", async () => {
+  await initBackend("wasm");
+  const dir = await Deno.makeTempDir();
+  try {
+    await saveSmallGraphModel(dir, Float32Array.from({ length: 48 }, (_, i) => Math.sin(i)));
+    const create = async () => {
+      const detector = await Detector.create(
+        ModelSchema.parse({
+          imageSize: SIZE,
+          teacher: { kind: "path", path: dir, taps: [], inputRange: "zero1" },
+        }),
+        TrainingSchema.parse({ learningRate: 1e-3, batchSize: BATCH }),
+      );
+      const batch = tf.tensor4d(images(99, 8).flatMap((p) => Array.from(p)), [8, SIZE, SIZE, 3]);
+      detector.fitTeacherStats([batch]);
+      batch.dispose();
+      return detector;
+    };
+    const [viaTfjs, viaOrt] = [await create(), await create()];
+    const engine = await ortEngine(viaOrt);
+    assert.equal(engine.description, "onnxruntime (cpu, 1 thread), teacher with tfjs (wasm)");
+    try {
+      for (let step = 0; step < 2; step++) {
+        const pixels = images(30 + step);
+        const batch = tf.tensor4d(pixels.flatMap((p) => Array.from(p)), [BATCH, SIZE, SIZE, 3]);
+        const expected = viaTfjs.trainStep(batch);
+        batch.dispose();
+        const actual = await engine.step(pixels);
+        const error = Math.abs(actual.losses.total - expected.losses.total) /
+          Math.abs(expected.losses.total);
+        assert.ok(
+          error <= 1e-4,
+          `step ${step}: ${actual.losses.total} vs ${expected.losses.total}`,
+        );
+      }
+    } finally {
+      await engine.dispose();
+      viaTfjs.dispose();
+      viaOrt.dispose();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
