@@ -140,6 +140,11 @@ export class OrtPdnPair {
     return new OrtPdnPair(pair, student, sessions);
   }
 
+  /** The trained student's weights (tests compare them with {@link PdnPair}'s). */
+  get student(): PdnParams {
+    return this.#student;
+  }
+
   /** One training step on `pixels` (`[batch, S, S, 3]` NHWC, row-major); returns the loss. */
   async trainStep(pixels: Float32Array, batch: number): Promise<number> {
     const variables = pdnVariables(this.#student);
