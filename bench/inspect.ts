@@ -13,7 +13,8 @@
  * - `--nn` jobs (per surface × representation): a teacher-feature nearest-neighbour upper
  *   bound for each input representation and MobileNetV2 tap, with no training.
  *
- * Writes `bench/results/<name>.{json,md,png}` (default name `inspect`).
+ * Writes `bench/results/<name>.{json,md,png}` (default name `inspect`). `--live` serves the
+ * surfaces to a running line through NATS instead (`bench/inspect_live.ts`).
  *
  * @module
  */
@@ -57,6 +58,7 @@ import {
   writeResultText,
 } from "./report.ts";
 import { secondsSince } from "./timing.ts";
+import { inspectLiveMain } from "./inspect_live.ts";
 
 /** Camera-side settings that do not come from the line's configuration. */
 const BENCH_DEFAULTS = {
@@ -106,6 +108,7 @@ export interface InspectReport {
 }
 
 const USAGE = `deno task bench:inspect [options]
+  --live                served live through NATS instead (own flags: --live --help)
   --surfaces a,b        of ${SURFACES} (default all)
   --ratios 0,0.1,0.3    pollution ratios of the training jobs (default 0,0.1,0.3)
   --variants ad2,baseline
@@ -274,6 +277,7 @@ export function inspectJobs(grid: InspectGrid): InspectJob[] {
 
 /** Runs the benchmark; returns the process exit code. */
 export async function inspectMain(args: string[]): Promise<number> {
+  if (args.includes("--live")) return await inspectLiveMain(args.filter((a) => a !== "--live"));
   let parsed: Awaited<ReturnType<typeof parseInspectArgs>>;
   try {
     parsed = await parseInspectArgs(args);

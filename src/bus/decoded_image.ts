@@ -13,6 +13,8 @@ import {
   IMAGE_SHAPE_HEADER,
   ORIGINAL_SIZE_HEADER,
   RECEIVED_AT_HEADER,
+  TRAIN_HEADER,
+  TRAIN_HEADER_NO,
 } from "./subjects.ts";
 
 /** Identity of an image as it travels through the pipeline. */
@@ -38,6 +40,13 @@ export interface DecodedImageMessage extends ImageIdentity {
   original: { width: number; height: number } | null;
   /** When ingest received the image (null when the header is absent or invalid). */
   receivedAt?: Date | null;
+  /** The camera sent `Image-Train: no`: score it, never train on it (absent: false). */
+  heldOut?: boolean;
+}
+
+/** Whether a camera's {@link TRAIN_HEADER} value keeps its image out of training. */
+export function isHeldOut(value: string | undefined | null): boolean {
+  return value?.trim().toLowerCase() === TRAIN_HEADER_NO;
 }
 
 /** Encodes pixels in [0, 1] as bytes (exact for decoder output, which is `byte / 255`). */
@@ -76,6 +85,7 @@ export function encodeDecodedImage(
   if (image.original) {
     h.set(ORIGINAL_SIZE_HEADER, `${image.original.width}x${image.original.height}`);
   }
+  if (image.heldOut) h.set(TRAIN_HEADER, TRAIN_HEADER_NO);
   return { payload: pixelsToBytes(image.pixels), headers: h };
 }
 
@@ -119,6 +129,7 @@ export function decodeDecodedImage(
     pixels: bytesToPixels(payload),
     original: parseOriginalSize(hdrs?.get(ORIGINAL_SIZE_HEADER)),
     receivedAt: Number.isNaN(receivedAt.getTime()) ? null : receivedAt,
+    heldOut: isHeldOut(hdrs?.get(TRAIN_HEADER)),
   };
 }
 

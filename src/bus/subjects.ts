@@ -30,6 +30,14 @@ export const IMAGE_SHAPE_HEADER = "Image-Shape";
 export const RECEIVED_AT_HEADER = "Received-At";
 /** Internal header: `<width>x<height>` of the image as the camera sent it (before resizing). */
 export const ORIGINAL_SIZE_HEADER = "Image-Original-Size";
+/**
+ * Camera header (optional): `Image-Train: no` asks for a verdict without learning from the
+ * image — the trainer never buffers it (reference, audit or benchmark test parts). Ingest carries
+ * it onto the decoded message. Any other value, or none, leaves the image to training as usual.
+ */
+export const TRAIN_HEADER = "Image-Train";
+/** The {@link TRAIN_HEADER} value that keeps an image out of training. */
+export const TRAIN_HEADER_NO = "no";
 /** Heatmap header: the map value a byte of 255 stands for (byte b = b / 255 · max, from 0). */
 export const HEATMAP_SCALE_MAX_HEADER = "Heatmap-Scale-Max";
 /** Heatmap header: the model version whose map it is. */

@@ -11,19 +11,26 @@ import {
   controlSubject,
   IMAGE_ID_HEADER,
   imageSubject,
+  TRAIN_HEADER,
+  TRAIN_HEADER_NO,
 } from "../bus/subjects.ts";
 
-/** Publishes one image with plain core NATS, as cameras do. */
+/**
+ * Publishes one image with plain core NATS, as cameras do; `heldOut` sends `Image-Train: no`
+ * (a verdict, but never training on it).
+ */
 export function publishImage(
   nc: NatsConnection,
   line: string,
   imageId: string | null,
   payload: Uint8Array,
   capturedAt?: string,
+  heldOut = false,
 ): void {
   const h = headers();
   if (imageId !== null) h.set(IMAGE_ID_HEADER, imageId);
   if (capturedAt) h.set(CAPTURED_AT_HEADER, capturedAt);
+  if (heldOut) h.set(TRAIN_HEADER, TRAIN_HEADER_NO);
   nc.publish(imageSubject(line), payload, { headers: h });
 }
 

@@ -24,7 +24,7 @@ import type {
 } from "nats";
 import type { PipelineConfig } from "../config/schema.ts";
 import { type DecodedImage, decodeImage, ImageRejectedError } from "../image/decode.ts";
-import { assertDecodedImageFits, encodeDecodedImage } from "../bus/decoded_image.ts";
+import { assertDecodedImageFits, encodeDecodedImage, isHeldOut } from "../bus/decoded_image.ts";
 import { BacklogAlarm } from "../bus/backlog_alarm.ts";
 import { isLastDelivery, isTransient, retryDelayMs } from "../bus/delivery.ts";
 import { ForeignImageIdError, VerdictLedger } from "../bus/verdict_ledger.ts";
@@ -36,6 +36,7 @@ import {
   decodedSubject,
   IMAGE_ID_HEADER,
   INGEST_CONSUMER,
+  TRAIN_HEADER,
 } from "../bus/subjects.ts";
 import { rejectedVerdict, type RejectionCode, type VerdictContext } from "../bus/verdict.ts";
 import { validCapturedAt } from "./captured_at.ts";
@@ -240,6 +241,7 @@ export class IngestStage implements PipelineStage {
       pixels: decoded.pixels,
       // Downstream maps the anomaly region back onto the camera's pixels.
       original: { width: decoded.width, height: decoded.height },
+      heldOut: isHeldOut(message.headers?.get(TRAIN_HEADER)),
     }, new Date());
     await this.#js!.publish(decodedSubject(line), payload, {
       headers,

@@ -103,6 +103,8 @@ export class TrainerStage implements PipelineStage {
   #imagesTrained = 0;
   #downWeighted = 0;
   #unreadable = 0;
+  /** Images the camera held out of training (`Image-Train: no`): seen, never buffered. */
+  #heldOut = 0;
   #lastLoss: number | null = null;
   /** Whether the model is mature enough for its first version (trainer.maturity). */
   readonly #maturity: LossPlateau;
@@ -237,6 +239,10 @@ export class TrainerStage implements PipelineStage {
     metrics().imagesIn.inc({ line: this.#config.line, stage: this.name });
     try {
       const image = decodeDecodedImage(message.data, message.headers, this.#config.model.imageSize);
+      if (image.heldOut) {
+        this.#heldOut++;
+        return;
+      }
       this.#buffer.add(image.imageId, image.pixels);
       this.#wakeup.notify();
     } catch (error) {
@@ -460,6 +466,7 @@ export class TrainerStage implements PipelineStage {
         hygieneReadmitted: this.#hygiene.stats.readmitted,
         hygieneQuarantined: this.#hygiene.stats.quarantined,
         unreadable: this.#unreadable,
+        heldOut: this.#heldOut,
         refilled: this.#refilled,
         warmupSteps: this.#config.trainer.warmupSteps,
         tensors: liveTensors(),

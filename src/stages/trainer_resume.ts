@@ -69,8 +69,10 @@ export async function recentDecodedImages(
         if (message.seq > last) return added;
         try {
           const image = decodeDecodedImage(message.data, message.headers, imageSize);
-          add(image.imageId, image.pixels);
-          added++;
+          if (!image.heldOut) { // held out of training by the camera, as the live consumer
+            add(image.imageId, image.pixels);
+            added++;
+          }
         } catch {
           // unreadable: the live consumer skips it the same way
         }
