@@ -15,6 +15,7 @@
 import * as tf from "@tensorflow/tfjs";
 import {
   HygieneSchema,
+  InferenceSchema,
   ModelSchema,
   type TeacherConfig,
   TrainingSchema,
@@ -25,6 +26,7 @@ import { loadTeacher } from "../src/model/teacher.ts";
 import { ImageBuffer } from "../src/stages/image_buffer.ts";
 import { RejectionPolicy } from "../src/stages/hygiene.ts";
 import { trainStepFromBuffer } from "../src/stages/buffer_training.ts";
+import { prepareTrainingEngine } from "../src/model/training_engine.ts";
 import { auroc } from "../src/metrics/auroc.ts";
 import { pixelAuroc } from "../src/metrics/pixel_auroc.ts";
 import { SeededRandom } from "../src/util/prng.ts";
@@ -267,6 +269,11 @@ async function runTrainJob(
     }),
     TrainingSchema.parse({ ...variant.training, learningRate: config.learningRate }),
   );
+  // The live trainer's engine (training.engine default: ONNX Runtime where it loads).
+  const engine = await prepareTrainingEngine(detector, {
+    inference: InferenceSchema.parse({}),
+    warn: (line) => console.warn(line),
+  });
   const t1 = performance.now();
   let trainMs = 0;
   let evaluateMs = 0;
@@ -298,8 +305,8 @@ async function runTrainJob(
         for (; owed >= 1; owed--) {
           const stepStart = performance.now();
           // Fresh images first; with none left, a replay step as the live trainer takes one.
-          const step = (await trainStepFromBuffer(detector, buffer, hygiene)) ??
-            (await trainStepFromBuffer(detector, buffer, hygiene, null, true));
+          const step = (await trainStepFromBuffer(detector, buffer, hygiene, engine)) ??
+            (await trainStepFromBuffer(detector, buffer, hygiene, engine, true));
           if (!step) break; // fewer buffered images than a batch
           stepMs.push(performance.now() - stepStart);
           loss = step.report.losses.total;
@@ -366,6 +373,7 @@ async function runTrainJob(
       },
     };
   } finally {
+    await engine.dispose();
     detector.dispose();
   }
 }

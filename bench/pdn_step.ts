@@ -10,8 +10,18 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { PdnWidth } from "../src/config/schema.ts";
-import { createPdn, pdnForward, type PdnParams, pdnVariables } from "../src/model/pdn.ts";
+import {
+  createPdn,
+  pdnForward,
+  pdnOutputSize,
+  type PdnParams,
+  pdnVariables,
+} from "../src/model/pdn.ts";
 import { hardMinedMean, stDiscrepancy } from "../src/ad2/mod.ts";
+import { buildTrainingGraphs, pdnChain } from "../src/model/onnx/training_graph.ts";
+import { pdnGraph } from "../src/model/onnx/student_graph.ts";
+import type { OrtModule } from "../src/model/onnx/runtime.ts";
+import { AdamState, OrtTrainingSessions } from "../src/model/training_engine.ts";
 
 /** Output channels of the peer's PDNs per width (EfficientAD-S: 384). */
 export const PEER_PDN_OUT_CHANNELS: Readonly<Record<PdnWidth, number>> = {
@@ -46,6 +56,11 @@ export class PdnPair {
     return this.#teacher;
   }
 
+  /** The trainable student's weights (the ORT pair trains them). */
+  get student(): PdnParams {
+    return this.#student;
+  }
+
   /** Teacher forward pass only (the peer's `fwd` mode); blocks until the result is computed. */
   forward(x: tf.Tensor4D): void {
     const out = pdnForward(this.#teacher, x);
@@ -77,5 +92,103 @@ export class PdnPair {
   dispose(): void {
     tf.dispose([...pdnVariables(this.#teacher), ...pdnVariables(this.#student)]);
     this.#optimizer.dispose();
+  }
+}
+
+/**
+ * {@link PdnPair}'s step on ONNX Runtime, the product's training route
+ * (`src/model/training_engine.ts`): the frozen teacher and the student's forward pass in one
+ * session, the hard-mined loss and its gradient w.r.t. the student's output by tfjs
+ * (`hardMinedMean`), the student's backward graph in a second session, Adam in TypeScript.
+ * Same networks, same seeds, same loss and optimiser as the tfjs pair.
+ */
+export class OrtPdnPair {
+  readonly #pair: PdnPair;
+  readonly #student: PdnParams;
+  readonly #sessions: OrtTrainingSessions;
+  readonly #adam: AdamState;
+  private constructor(pair: PdnPair, student: PdnParams, sessions: OrtTrainingSessions) {
+    this.#pair = pair;
+    this.#student = student;
+    this.#sessions = sessions;
+    this.#adam = new AdamState(pdnVariables(student).map((v) => v.size));
+  }
+
+  /** Builds the pair's graphs for `size`-pixel inputs and opens their sessions. */
+  static async create(
+    ort: OrtModule,
+    width: PdnWidth,
+    size: number,
+    threads: number,
+    seed = 0,
+  ): Promise<OrtPdnPair> {
+    const pair = new PdnPair(width, seed);
+    const student = pair.student;
+    const out = PEER_PDN_OUT_CHANNELS[width];
+    const grid = pdnOutputSize(size);
+    const graphs = buildTrainingGraphs({
+      imageSize: size,
+      paramShapes: pdnVariables(student).map((v) => v.shape),
+      chains: [{ chain: pdnChain(student, "student", size, 0), input: "raw" }],
+      teacher: {
+        append: (g, raw) => pdnGraph(g, pair.teacher, raw, "teacher"),
+        shape: [out, grid, grid],
+      },
+      label: `pdn_${width}_${size}px`,
+    });
+    const sessions = await OrtTrainingSessions.open(ort, graphs, { threads, device: "cpu" });
+    return new OrtPdnPair(pair, student, sessions);
+  }
+
+  /** The trained student's weights (tests compare them with {@link PdnPair}'s). */
+  get student(): PdnParams {
+    return this.#student;
+  }
+
+  /** One training step on `pixels` (`[batch, S, S, 3]` NHWC, row-major); returns the loss. */
+  async trainStep(pixels: Float32Array, batch: number): Promise<number> {
+    const variables = pdnVariables(this.#student);
+    const params = variables.map((v) => ({
+      data: (v.dataSync() as Float32Array).slice(),
+      shape: v.shape,
+    }));
+    const sessions = this.#sessions;
+    const graphs = sessions.graphs;
+    const feeds = sessions.feeds(pixels, batch, params, []);
+    const forward = await sessions.forward(feeds);
+    const shape = [batch, ...graphs.outputs[0].shape];
+    let loss = 0;
+    // Read out inside, not returned: tf.tidy would walk a returned typed array element-wise.
+    let gradient: Float32Array = new Float32Array(0);
+    tf.tidy(() => {
+      const student = tf.tensor4d(
+        forward[graphs.outputs[0].output].data as Float32Array,
+        shape as [number, number, number, number],
+      );
+      const target = tf.tensor4d(
+        forward[graphs.teacherOut!].data as Float32Array,
+        shape as [number, number, number, number],
+      );
+      const { value, grad } = tf.valueAndGrad((s: tf.Tensor) =>
+        hardMinedMean(stDiscrepancy(s as tf.Tensor4D, target), P_HARD)
+      )(student);
+      loss = value.dataSync()[0];
+      gradient = grad.dataSync() as Float32Array;
+    });
+    const gradients = await sessions.backward(feeds, forward, [gradient], batch);
+    const values = params.map((p) => p.data);
+    this.#adam.apply(values, gradients, LEARNING_RATE, WEIGHT_DECAY);
+    variables.forEach((variable, i) => {
+      const updated = tf.tensor(values[i], variable.shape);
+      variable.assign(updated);
+      updated.dispose();
+    });
+    return loss;
+  }
+
+  /** Frees the sessions and both networks. */
+  async dispose(): Promise<void> {
+    await this.#sessions.release();
+    this.#pair.dispose();
   }
 }

@@ -573,8 +573,10 @@ function speedMarkdown(report: SpeedReport): string {
     "",
     "ms at batch 8 (scoring: per image), ratio to the PyTorch peer of the same run in brackets. " +
     "`onnxruntime-Nt`: ONNX Runtime (CPU) with N intra-op threads on the graph exported from " +
-    "the live weights (`src/model/onnx/`); its detector train step takes the teacher's features " +
-    "from ORT and trains student and autoencoder on tfjs-wasm (the trainer's route). Load " +
+    "the live weights (`src/model/onnx/`); its train steps run on the ORT training engine " +
+    "(`training.engine`, the trainer's default: forward and hand-built backward graphs on ORT, " +
+    "the loss's output gradient on tfjs-wasm, Adam in TypeScript; " +
+    "`src/model/training_engine.ts`). Load " +
     `averages at the end of the run: ${
       report.environment.loadAverage?.map((l) => l.toFixed(2)).join(", ") ?? "n/a"
     } ` +

@@ -2,22 +2,23 @@
  * The speed bench's ONNX Runtime measurements, the counterparts of `speed_measure.ts`'s tfjs
  * ones on the same networks and inputs: the PDN forward pass (like the PyTorch peer's `fwd`)
  * and detector scoring through the exported graph (`src/model/onnx/`), at a chosen thread
- * count, and the AD² detector step as the trainer runs it with ORT: the frozen teacher's
- * features from ORT, the student and autoencoder (gradients, Adam) on tfjs-wasm. The PDN-only
- * train step has no ORT row: ORT has no backward pass here (README, speed).
+ * count, and training steps on the ORT training engine (`src/model/training_engine.ts`):
+ * the PDN-only step (like the peer's `train`) and the AD² detector step as the trainer runs
+ * it (teacher, student and autoencoder forward in one session, the loss's output gradient
+ * from tfjs, the hand-built backward graph in a second session, Adam in TypeScript).
  *
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
 import { InferenceSchema, ModelSchema, TrainingSchema } from "../src/config/schema.ts";
-import { featureTensor, teacherFeatureSource } from "../src/model/teacher_engine.ts";
+import { prepareTrainingEngine, type TrainingEngine } from "../src/model/training_engine.ts";
 import { initBackend } from "../src/model/backend.ts";
 import { Detector } from "../src/model/detector.ts";
 import { exportDetectorOnnx, SCORING_IO } from "../src/model/onnx/export.ts";
 import { GraphBuilder } from "../src/model/onnx/graph.ts";
 import { pdnGraph } from "../src/model/onnx/student_graph.ts";
 import { loadOnnxRuntime, openSession } from "../src/model/onnx/runtime.ts";
-import { PdnPair } from "./pdn_step.ts";
+import { OrtPdnPair, PdnPair } from "./pdn_step.ts";
 import type { SpeedJob, SpeedMeasurement } from "./speed_measure.ts";
 import { timeAdaptiveAsync } from "./timing.ts";
 
@@ -36,9 +37,6 @@ export function ortThreadsOf(name: string): number | null {
 export async function measureOrtSpeed(job: SpeedJob, threads: number): Promise<SpeedMeasurement> {
   const loaded = await loadOnnxRuntime();
   if (!loaded.ok) return { ok: false, unavailable: true, reason: loaded.reason };
-  if (job.metric === "pdnTrainStep") {
-    return { ok: false, reason: "not measured: training runs on tfjs (no ORT backward pass)" };
-  }
   // tfjs builds the weights the graphs are exported from.
   await initBackend("wasm");
   const { imageSize, studentWidth } = job.speedCase;
@@ -53,7 +51,16 @@ export async function measureOrtSpeed(job: SpeedJob, threads: number): Promise<S
     let model: Uint8Array;
     let inputName: string;
     let fetches: string[];
-    if (job.metric === "detectorTrainStep") return await ortTeacherTrainStep(job, x, threads);
+    if (job.metric === "detectorTrainStep") return await ortDetectorTrainStep(job, x, threads);
+    if (job.metric === "pdnTrainStep") {
+      const pair = await OrtPdnPair.create(loaded.ort, studentWidth, imageSize, threads);
+      try {
+        const timing = await timeAdaptiveAsync(() => pair.trainStep(pixels, job.batch), budget);
+        return { ok: true, backend: `${label}, ORT training engine`, timing };
+      } finally {
+        await pair.dispose();
+      }
+    }
     if (job.metric === "pdnForward") {
       const pair = new PdnPair(studentWidth);
       const g = new GraphBuilder();
@@ -92,10 +99,11 @@ export async function measureOrtSpeed(job: SpeedJob, threads: number): Promise<S
 }
 
 /**
- * The AD² detector step with the frozen teacher's features from ORT (`threads` threads) and
- * the student and autoencoder (forward, gradients, Adam) on tfjs-wasm, as the trainer runs it.
+ * The AD² detector step on the ORT training engine with `threads` threads, as the trainer
+ * runs it (`training.engine` default): teacher, student and autoencoder on ORT, the loss and
+ * its output gradient on tfjs-wasm, Adam in TypeScript.
  */
-async function ortTeacherTrainStep(
+async function ortDetectorTrainStep(
   job: SpeedJob,
   x: tf.Tensor4D,
   threads: number,
@@ -103,42 +111,29 @@ async function ortTeacherTrainStep(
   const { imageSize, studentWidth } = job.speedCase;
   const detector = await Detector.create(
     ModelSchema.parse({ imageSize, studentWidth }),
-    TrainingSchema.parse({ batchSize: Math.max(2, job.batch) }),
+    TrainingSchema.parse({ batchSize: Math.max(2, job.batch), engine: "onnxruntime" }),
   );
-  const inference = InferenceSchema.parse({ engine: "onnxruntime" });
-  const teacher = await teacherFeatureSource(
-    detector.teacher,
-    imageSize,
-    inference,
-    "wasm",
-    (line) => console.warn(line),
-    threads,
-  );
-  if (!teacher) {
-    detector.dispose();
-    return { ok: false, reason: "ORT cannot run this teacher" };
-  }
+  let engine: TrainingEngine | null = null;
   const per = imageSize * imageSize * 3;
   const all = x.dataSync() as Float32Array;
   const pixels = Array.from({ length: x.shape[0] }, (_, i) => all.subarray(i * per, (i + 1) * per));
   try {
     detector.fitTeacherStats([x]);
-    const step = async () => {
-      const features = featureTensor(await teacher.features(pixels));
-      try {
-        detector.trainStep(x, features);
-      } finally {
-        features.dispose();
-      }
-    };
+    engine = await prepareTrainingEngine(detector, {
+      inference: InferenceSchema.parse({ engine: "onnxruntime" }),
+      warn: (line) => console.warn(line),
+      threads,
+    });
+    if (engine.kind !== "onnxruntime") return { ok: false, reason: "ORT training did not load" };
+    const trainer = engine;
     const budget = { maxCalls: job.maxCalls, budgetMs: job.budgetMs };
     return {
       ok: true,
-      backend: `${teacher.description} teacher, tfjs-wasm student/AE`,
-      timing: await timeAdaptiveAsync(step, budget),
+      backend: trainer.description,
+      timing: await timeAdaptiveAsync(() => trainer.step(pixels), budget),
     };
   } finally {
-    await teacher.dispose();
+    await engine?.dispose();
     detector.dispose();
   }
 }

@@ -4,11 +4,12 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { MethodSchema, ModelSchema, TrainingSchema } from "../config/schema.ts";
+import { InferenceSchema, MethodSchema, ModelSchema, TrainingSchema } from "../config/schema.ts";
 import { loadImageDirectory } from "../image/load.ts";
 import { initBackend } from "../model/backend.ts";
 import { Detector } from "../model/detector.ts";
-import { trainOffline } from "../model/offline.ts";
+import { trainOfflineWith } from "../model/offline.ts";
+import { prepareTrainingEngine } from "../model/training_engine.ts";
 import { saveCheckpoint } from "../model/checkpoint.ts";
 import { formatZodError, readJsonFile } from "../config/load.ts";
 
@@ -22,7 +23,9 @@ options:
   --out DIR          checkpoint directory to write (refused if it holds one, unless --force)
   --steps N          optimiser steps (default 1000)
   --method M         ad2 | baseline | nmfe | atdr (default ad2)
-  --config FILE      pipeline JSON whose "model" and "training" sections to use
+  --config FILE      pipeline JSON whose "model", "training" and "inference" sections to use
+  --engine E         training engine: auto (ONNX Runtime, else tfjs) | onnxruntime | tfjs
+                     (default: the config's training.engine, auto)
   --image-size N     override model.imageSize
   --backend NAME     override model.backend (wasm, cpu, webgpu, tensorflow, tensorflow-gpu)
   --seed N           batch-sampling seed (default 0)
@@ -41,6 +44,7 @@ export async function trainCommand(args: string[]): Promise<number> {
       config: { type: "string" },
       "image-size": { type: "string" },
       backend: { type: "string" },
+      engine: { type: "string" },
       seed: { type: "string", default: "0" },
       force: { type: "boolean", default: false },
       help: { type: "boolean", default: false },
@@ -60,17 +64,26 @@ export async function trainCommand(args: string[]): Promise<number> {
     return 2;
   }
   const file = values.config ? await readJsonFile(values.config) : {};
-  const sections = file as { model?: Record<string, unknown>; training?: Record<string, unknown> };
+  const sections = file as {
+    model?: Record<string, unknown>;
+    training?: Record<string, unknown>;
+    inference?: Record<string, unknown>;
+  };
   const modelInput = { ...sections.model };
   if (values["image-size"]) modelInput.imageSize = Number(values["image-size"]);
   if (values.backend) modelInput.backend = values.backend;
   const trainingInput = { ...sections.training };
   if (values.method) trainingInput.method = values.method;
+  if (values.engine) trainingInput.engine = values.engine;
   const model = ModelSchema.safeParse(modelInput);
   const training = TrainingSchema.safeParse(trainingInput);
-  if (!model.success || !training.success) {
-    const error = model.success ? training.error! : model.error;
-    const section = model.success ? "training" : "model";
+  const inference = InferenceSchema.safeParse(sections.inference ?? {});
+  if (!model.success || !training.success || !inference.success) {
+    const [error, section] = !model.success
+      ? [model.error, "model"]
+      : !training.success
+      ? [training.error, "training"]
+      : [inference.error!, "inference"];
     console.error(`train: ${formatZodError(error, values.config ?? "arguments", section)}`);
     if (values.method && !MethodSchema.safeParse(values.method).success) {
       console.error(`  (--method takes ${MethodSchema.options.join(", ")})`);
@@ -91,10 +104,15 @@ export async function trainCommand(args: string[]): Promise<number> {
   );
   console.error(`${images.length} images; training ${steps} steps with ${training.data.method}`);
   const detector = await Detector.create(model.data, training.data);
+  const engine = await prepareTrainingEngine(detector, {
+    inference: inference.data,
+    warn: (line) => console.error(line),
+  });
+  console.error(`training with ${engine.description}`);
   try {
     const started = performance.now();
     const every = Math.max(1, Math.round(steps / 20));
-    trainOffline(detector, images.map((image) => image.pixels), {
+    await trainOfflineWith(detector, engine, images.map((image) => image.pixels), {
       steps,
       seed: Number(values.seed),
       onStep: (report) => {
@@ -110,6 +128,7 @@ export async function trainCommand(args: string[]): Promise<number> {
     await saveCheckpoint(detector, values.out);
     console.error(`saved ${values.out}`);
   } finally {
+    await engine.dispose();
     detector.dispose();
   }
   return 0;

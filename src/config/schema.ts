@@ -135,6 +135,14 @@ export const TrainingSchema = z.object({
   /** Map-normalisation quantiles (EfficientAD: 0.9 and 0.995). */
   mapQuantileA: z.number().min(0).max(1).default(0.9),
   mapQuantileB: z.number().min(0).max(1).default(0.995),
+  /**
+   * What computes the student's and autoencoder's gradients in the trainer stage, `main.ts
+   * train` and bench:inspect (src/model/training_engine.ts). `auto` (default): ONNX Runtime
+   * (forward and hand-built backward graphs, the same gradients as tfjs) unless
+   * `model.backend` is a GPU one; where ORT cannot load, tfjs after one line saying why.
+   * `onnxruntime` asks for ORT whatever the backend (same fallback); `tfjs`: tfjs as before.
+   */
+  engine: z.enum(["auto", "onnxruntime", "tfjs"]).default("auto"),
 }).strict();
 /** Training configuration. */
 export type TrainingConfig = z.infer<typeof TrainingSchema>;

@@ -127,13 +127,22 @@ export function autoencoderForward(
       hidden = tf.relu(apply(resizeBilinear(hidden, [side, side]), p.decoder[i], 1, 2));
       if (training) {
         const seed = dropoutSeed === undefined ? undefined : dropoutSeed + i;
-        hidden = tf.dropout(hidden, DROPOUT, undefined, seed) as tf.Tensor4D;
+        hidden = tf.mul(hidden, autoencoderDropoutMask(hidden.shape, seed));
       }
     }
     const side = p.upsampleSizes[6];
     hidden = tf.relu(apply(resizeBilinear(hidden, [side, side]), p.decoder[6], 1, 1));
     return apply(hidden, p.decoder[7], 1, 1);
   });
+}
+
+/**
+ * The multiplier one dropout layer applies to an NHWC activation of `shape` (0 or 1 / 0.8):
+ * `tf.dropout` of ones, so `x · mask` is `tf.dropout(x, 0.2, undefined, seed)` exactly. The ONNX
+ * Runtime training engine feeds the same masks to its graphs.
+ */
+export function autoencoderDropoutMask(shape: readonly number[], seed?: number): tf.Tensor4D {
+  return tf.tidy(() => tf.dropout(tf.ones([...shape]), DROPOUT, undefined, seed) as tf.Tensor4D);
 }
 
 /** All 28 variables in a fixed order (encoder then decoder, kernel then bias per layer). */

@@ -20,10 +20,7 @@ import {
   mapQuantilesFrom,
   normaliseFeatures,
   normaliseMap,
-  sampleWeightedMeanSquare,
-  stDiscrepancy,
   stMap,
-  studentTeacherLoss,
 } from "../ad2/mod.ts";
 import { createPdn, pdnForward, pdnOutputSize, type PdnParams, pdnVariables } from "./pdn.ts";
 import {
@@ -34,7 +31,18 @@ import {
   createAutoencoder,
 } from "./autoencoder.ts";
 import { loadTeacher, type Teacher } from "./teacher.ts";
-import { ContaminationEstimator, largestIndices } from "../ad2/contamination.ts";
+import { ContaminationEstimator } from "../ad2/contamination.ts";
+import { detectorStepLoss, type StepLoss, type StepLossOptions } from "./step_loss.ts";
+
+export { autoencoderSampleWeights } from "./step_loss.ts";
+
+/** What a training step fixes before it sees its batch ({@link Detector.planStep}). */
+export interface StepPlan {
+  /** Seed of the autoencoder's dropout masks (layer i uses seed + i). */
+  dropoutSeed: number;
+  /** Options of the step's loss. */
+  lossOptions: StepLossOptions;
+}
 
 /** What one training step did. Loss values are plain numbers, read after the step. */
 export interface TrainStepReport {
@@ -206,70 +214,21 @@ export class Detector {
   trainStep(batch: tf.Tensor4D, teacherFeatures?: tf.Tensor4D): TrainStepReport {
     const stats = this.#requireTeacherStats();
     const cfg = this.training;
-    const channels = this.teacher.channels;
-    let outliers: number[] = [];
-    let distanceSums: number[] = [];
-    let stPerSample: number[] = [];
-    let trimmed: number[] = [];
+    const plan = this.planStep(batch.shape[0]);
+    let loss: StepLoss | undefined;
     const lossValues: Record<string, tf.Scalar> = {};
     const variables = this.namedVariables().map((v) => v.variable);
-    const batchSize = batch.shape[0];
-    const usesAtdr = cfg.method === "atdr" || cfg.method === "ad2";
-    // k is fixed before the batch is seen (causal); the batch then updates the estimate.
-    const outlierCount = this.#contamination?.outlierCount(batchSize) ??
-      (cfg.atdrOutlierCount === "auto" ? 1 : cfg.atdrOutlierCount);
     tf.tidy(() => {
       const target = teacherFeatures
-        ? normaliseFeatures(this.#checkedFeatures(batch, teacherFeatures), stats)
+        ? normaliseFeatures(this.checkedFeatures(batch, teacherFeatures), stats)
         : this.#teacherFeatures(batch, stats);
       const input = toNetworkInput(batch);
       const { value, grads } = tf.variableGrads(() => {
         const studentOut = pdnForward(this.student, input);
-        const [studentSt, studentAe] = tf.split(studentOut, [channels, channels], 3);
-        const discrepancy = stDiscrepancy(studentSt as tf.Tensor4D, target);
-        const st = studentTeacherLoss(
-          discrepancy,
-          // ATDR reads these features as plain numbers: no gradient flows through selection.
-          studentSt as tf.Tensor4D,
-          cfg.method,
-          {
-            pLarge: cfg.pLarge,
-            omegaLarge: cfg.omegaLarge,
-            pHard: cfg.pHard,
-            xi: cfg.xi,
-            metric: cfg.atdrDistance,
-            outlierCount,
-          },
-        );
-        outliers = st.outliers;
-        distanceSums = st.distanceSums;
-        // Read as plain numbers, and only when the trim or the estimator uses them (a device
-        // sync per step): they select samples, they carry no gradient.
-        if (cfg.autoencoderTrim > 0 || (this.#contamination && cfg.contamination.signal === "st")) {
-          stPerSample = Array.from(tf.mean(discrepancy, [1, 2, 3]).dataSync());
-          trimmed = largestIndices(stPerSample, cfg.autoencoderTrim);
-        }
-        const aeWeights = autoencoderSampleWeights(
-          batchSize,
-          usesAtdr ? outliers : [],
-          usesAtdr ? cfg.protectAutoencoder : "off",
-          cfg.xi,
-          trimmed,
-        );
-        // Seeded per step: a rerun of the same training (offline or live) is identical.
-        const dropoutSeed = this.model.seed * 1_000_000_007 +
-          this.#step * AUTOENCODER_DROPOUT_LAYERS;
-        const aeOut = autoencoderForward(this.autoencoder, input, true, dropoutSeed);
-        const ae = sampleWeightedMeanSquare(target, aeOut, aeWeights);
-        const stae = sampleWeightedMeanSquare(aeOut, studentAe as tf.Tensor4D, aeWeights);
-        const total = st.loss.add(ae).add(stae) as tf.Scalar;
-        lossValues.st = tf.keep(st.loss);
-        lossValues.ae = tf.keep(ae);
-        lossValues.stae = tf.keep(stae);
-        for (const [name, part] of Object.entries(st.parts)) {
-          if (part) lossValues[name] = tf.keep(part);
-        }
-        return total;
+        const aeOut = autoencoderForward(this.autoencoder, input, true, plan.dropoutSeed);
+        loss = detectorStepLoss(studentOut, aeOut, target, plan.lossOptions);
+        for (const [name, part] of Object.entries(loss.parts)) lossValues[name] = tf.keep(part);
+        return loss.total;
       }, variables);
       lossValues.total = tf.keep(value);
       // Adam with torch-style (L2) weight decay, as in the paper's §4.1 optimiser.
@@ -283,17 +242,58 @@ export class Detector {
     for (const [name, tensor] of Object.entries(lossValues)) losses[name] = tensor.dataSync()[0];
     // A part may be the very tensor of the loss (baseline: st === hard), so dispose once.
     tf.dispose([...new Set(Object.values(lossValues))]);
+    return this.completeStep(losses, loss!);
+  }
+
+  /**
+   * What a step fixes before it sees the batch: ATDR's outlier count (causal: the batch then
+   * updates the estimate), the dropout seed and the loss options. For training engines that
+   * compute the gradients elsewhere (`src/model/training_engine.ts`); {@link trainStep} uses it.
+   */
+  planStep(batchSize: number): StepPlan {
+    const cfg = this.training;
+    const outlierCount = this.#contamination?.outlierCount(batchSize) ??
+      (cfg.atdrOutlierCount === "auto" ? 1 : cfg.atdrOutlierCount);
+    return {
+      // Seeded per step: a rerun of the same training (offline or live) is identical.
+      dropoutSeed: this.model.seed * 1_000_000_007 + this.#step * AUTOENCODER_DROPOUT_LAYERS,
+      lossOptions: {
+        training: cfg,
+        channels: this.teacher.channels,
+        outlierCount,
+        readStPerSample: this.#contamination !== null && cfg.contamination.signal === "st",
+      },
+    };
+  }
+
+  /**
+   * Ends a step whose parameters were updated: counts it, feeds the defect-rate estimator and
+   * reports. `losses` are the loss values read as numbers (`total` and the parts).
+   */
+  completeStep(
+    losses: Record<string, number>,
+    loss: Pick<StepLoss, "outliers" | "distanceSums" | "stPerSample" | "trimmed">,
+  ): TrainStepReport {
+    const cfg = this.training;
     this.#step += 1;
-    const signal = cfg.contamination.signal === "st" ? stPerSample : distanceSums;
+    const signal = cfg.contamination.signal === "st" ? loss.stPerSample : loss.distanceSums;
     if (this.#contamination && signal.length > 0) this.#contamination.update(signal);
     return {
       step: this.#step,
       losses,
-      outliers,
-      distanceSums,
-      trimmed,
+      outliers: loss.outliers,
+      distanceSums: loss.distanceSums,
+      trimmed: loss.trimmed,
       defectRate: this.#contamination?.rate ?? null,
     };
+  }
+
+  /** The normalised teacher target of `batch`: from `raw` features when given, else the teacher. */
+  teacherTarget(batch: tf.Tensor4D, raw?: tf.Tensor4D): tf.Tensor4D {
+    const stats = this.#requireTeacherStats();
+    return raw
+      ? normaliseFeatures(this.checkedFeatures(batch, raw), stats)
+      : this.#teacherFeatures(batch, stats);
   }
 
   /**
@@ -399,7 +399,7 @@ export class Detector {
   }
 
   /** `features` if they have the shape the teacher gives for `batch`, else a clear error. */
-  #checkedFeatures(batch: tf.Tensor4D, features: tf.Tensor4D): tf.Tensor4D {
+  checkedFeatures(batch: tf.Tensor4D, features: tf.Tensor4D): tf.Tensor4D {
     const grid = pdnOutputSize(this.model.imageSize);
     const expected = [batch.shape[0], grid, grid, this.teacher.channels];
     if (features.shape.some((n, i) => n !== expected[i])) {
@@ -425,30 +425,7 @@ export class Detector {
   }
 }
 
-/**
- * Per-sample weights of the AE and student–AE losses: undefined (all equal, the paper) when
- * nothing is protected; else 1 for inliers, ξ (`weights`) or 0 (`exclude`) for ATDR's outliers,
- * and 0 for the `trimmed` samples (autoencoderTrim).
- */
-export function autoencoderSampleWeights(
-  batchSize: number,
-  outliers: readonly number[],
-  protection: TrainingConfig["protectAutoencoder"],
-  xi: number,
-  trimmed: readonly number[] = [],
-): number[] | undefined {
-  const protectOutliers = protection !== "off" && outliers.length > 0;
-  if (!protectOutliers && trimmed.length === 0) return undefined;
-  const weights = new Array<number>(batchSize).fill(1);
-  if (protectOutliers) {
-    const outlierWeight = protection === "weights" ? xi : 0;
-    for (const i of outliers) weights[i] = outlierWeight;
-  }
-  for (const i of trimmed) weights[i] = 0;
-  return weights;
-}
-
 /** Students and autoencoder see images in [-1, 1], the range the teachers are trained on. */
-function toNetworkInput(batch: tf.Tensor4D): tf.Tensor4D {
+export function toNetworkInput(batch: tf.Tensor4D): tf.Tensor4D {
   return batch.mul(2).sub(1) as tf.Tensor4D;
 }

@@ -5,6 +5,7 @@
  * @module
  */
 import type { Detector, TrainStepReport } from "./detector.ts";
+import type { TrainingEngine } from "./training_engine.ts";
 import { batchesOf, toBatch } from "./batches.ts";
 import { SeededRandom } from "../util/prng.ts";
 
@@ -29,18 +30,9 @@ export function trainOffline(
   images: readonly Float32Array[],
   options: OfflineTrainingOptions,
 ): void {
-  const { batchSize } = detector.training;
   const size = detector.model.imageSize;
-  if (images.length < batchSize) {
-    throw new Error(`need at least ${batchSize} training images (one batch), got ${images.length}`);
-  }
-  const random = new SeededRandom(options.seed);
-  const statsSample = sample(images, options.statsImages ?? 256, random);
-  if (!detector.teacherStats) detector.fitTeacherStats(batchesOf(statsSample, size, 16));
-  let order: number[] = [];
-  for (let i = 0; i < options.steps; i++) {
-    if (order.length < batchSize) order = permutation(images.length, random);
-    const picked = order.splice(0, batchSize).map((index) => images[index]);
+  const plan = offlinePlan(detector, images, options);
+  for (const picked of plan.batches()) {
     const batch = toBatch(picked, size);
     try {
       const report = detector.trainStep(batch);
@@ -49,7 +41,49 @@ export function trainOffline(
       batch.dispose();
     }
   }
-  detector.fitMapNormalisation(batchesOf(statsSample, size, 16));
+  detector.fitMapNormalisation(batchesOf(plan.statsSample, size, 16));
+}
+
+/**
+ * {@link trainOffline} with the steps computed by `engine` (`src/model/training_engine.ts`,
+ * e.g. ONNX Runtime): the same statistics, the same batches in the same order.
+ */
+export async function trainOfflineWith(
+  detector: Detector,
+  engine: TrainingEngine,
+  images: readonly Float32Array[],
+  options: OfflineTrainingOptions,
+): Promise<void> {
+  const plan = offlinePlan(detector, images, options);
+  for (const picked of plan.batches()) options.onStep?.(await engine.step(picked));
+  detector.fitMapNormalisation(batchesOf(plan.statsSample, detector.model.imageSize, 16));
+}
+
+/**
+ * Fits teacher statistics on a seeded sample (unless fitted) and returns that sample and the
+ * step batches: random batches sampling without replacement within each epoch.
+ */
+function offlinePlan(
+  detector: Detector,
+  images: readonly Float32Array[],
+  options: OfflineTrainingOptions,
+): { statsSample: Float32Array[]; batches: () => Generator<Float32Array[]> } {
+  const { batchSize } = detector.training;
+  const size = detector.model.imageSize;
+  if (images.length < batchSize) {
+    throw new Error(`need at least ${batchSize} training images (one batch), got ${images.length}`);
+  }
+  const random = new SeededRandom(options.seed);
+  const statsSample = sample(images, options.statsImages ?? 256, random);
+  if (!detector.teacherStats) detector.fitTeacherStats(batchesOf(statsSample, size, 16));
+  function* batches(): Generator<Float32Array[]> {
+    let order: number[] = [];
+    for (let i = 0; i < options.steps; i++) {
+      if (order.length < batchSize) order = permutation(images.length, random);
+      yield order.splice(0, batchSize).map((index) => images[index]);
+    }
+  }
+  return { statsSample, batches };
 }
 
 /** Scores every image, in batches; returns one score per image, in order. */

@@ -1,8 +1,9 @@
 /**
  * Where the frozen teacher's features for training batches come from: ONNX Runtime (the
  * teacher exported by `src/model/onnx/`, 6× faster than tfjs-wasm on MobileNetV2 at 64 and
- * 128 px: `bench/teacher_features.ts`) or, without a source, the teacher's own tfjs model inside `Detector.trainStep`. The
- * student and autoencoder, whose gradients are needed, stay on tfjs.
+ * 128 px: `bench/teacher_features.ts`) or, without a source, the teacher's own tfjs model
+ * inside `Detector.trainStep`. Used by the tfjs training engine; the ONNX Runtime training
+ * engine runs the teacher inside its own forward graph (`training_engine.ts`).
  *
  * Features come back as plain arrays, so that a caller holds no tensor across the `await`
  * (tensor counts sampled between steps stay exact).

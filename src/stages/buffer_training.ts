@@ -8,7 +8,7 @@
 import type { Detector, TrainStepReport } from "../model/detector.ts";
 import type { ImageBuffer } from "./image_buffer.ts";
 import type { RejectionPolicy } from "./hygiene.ts";
-import { featureTensor, imagesToBatch, type TeacherFeatureSource } from "./model_port.ts";
+import { TfjsTrainingEngine, type TrainingEngine } from "./model_port.ts";
 
 /** What one buffered training step did. */
 export interface BufferStepResult {
@@ -29,7 +29,8 @@ export interface BufferStepResult {
 /**
  * Trains one step on a batch from `buffer` (null when the buffer has no batch ready), then
  * applies `hygiene`: rejected images are removed, re-admitted ones added back as untrained.
- * With `teacher`, the frozen teacher's features come from it (ONNX Runtime), else from tfjs.
+ * `engine` computes the step (`src/model/training_engine.ts`: ONNX Runtime, or tfjs with the
+ * teacher's features from ORT); without one, `Detector.trainStep` with tfjs's own teacher.
  * With `replay`, the batch is drawn at random from the whole buffer
  * ({@link ImageBuffer.takeReplayBatch}) and hygiene is left out: a step while no new image has
  * arrived.
@@ -38,24 +39,14 @@ export async function trainStepFromBuffer(
   detector: Detector,
   buffer: ImageBuffer,
   hygiene: RejectionPolicy<Float32Array>,
-  teacher?: TeacherFeatureSource | null,
+  engine?: TrainingEngine | null,
   replay = false,
 ): Promise<BufferStepResult | null> {
   const { batchSize } = detector.training;
   const batch = replay ? buffer.takeReplayBatch(batchSize) : buffer.takeBatch(batchSize);
   if (!batch) return null;
   const pixels = batch.map((image) => image.pixels);
-  // Awaited before any tensor exists: no tensor is alive while other work runs.
-  const raw = teacher ? await teacher.features(pixels) : null;
-  const tensor = imagesToBatch(pixels, detector.model.imageSize);
-  const features = raw ? featureTensor(raw) : undefined;
-  let report: TrainStepReport;
-  try {
-    report = detector.trainStep(tensor, features);
-  } finally {
-    tensor.dispose();
-    features?.dispose();
-  }
+  const report = await (engine ?? new TfjsTrainingEngine(detector, null)).step(pixels);
   // Hygiene judges images on the steps that bring them in. Replays only train (ATDR still
   // down-weights each batch's outlier): the same hard images, flagged again on every replay,
   // would otherwise drain the buffer one image per step while the line is quiet.

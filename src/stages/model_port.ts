@@ -18,6 +18,11 @@ export {
   type TeacherFeatureSource,
   teacherFeatureSource,
 } from "../model/teacher_engine.ts";
+export {
+  prepareTrainingEngine,
+  TfjsTrainingEngine,
+  type TrainingEngine,
+} from "../model/training_engine.ts";
 
 /** Activates the configured tfjs backend in this thread (each Worker has its own). */
 export async function useBackend(name: BackendName): Promise<string> {

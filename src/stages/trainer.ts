@@ -40,9 +40,9 @@ import {
   detectorToBlob,
   imageBatches,
   liveTensors,
+  prepareTrainingEngine,
   saveDetector,
-  type TeacherFeatureSource,
-  teacherFeatureSource,
+  type TrainingEngine,
   useBackend,
 } from "./model_port.ts";
 import {
@@ -83,8 +83,8 @@ export class TrainerStage implements PipelineStage {
   #models?: ModelStore;
   #gate?: ModelGate;
   #detector?: Detector;
-  /** Where training batches' teacher features come from (ONNX Runtime by default). */
-  #teacherFeatures: TeacherFeatureSource | null = null;
+  /** What computes the training steps (`training.engine`: ONNX Runtime by default). */
+  #engine: TrainingEngine | null = null;
   #messages?: ConsumerMessages;
   /** The line's verdicts, when hygiene takes the published model's second opinion. */
   #verdicts?: Subscription;
@@ -140,18 +140,12 @@ export class TrainerStage implements PipelineStage {
       log: this.#log,
     });
     this.#detector = await this.#resumeOrCreate(await this.#models.current());
-    this.#teacherFeatures = await teacherFeatureSource(
-      this.#detector.teacher,
-      model.imageSize,
-      this.#config.inference,
-      model.backend,
-      this.#log.warn,
-    );
-    this.#log.info(
-      `teacher features with ${
-        this.#teacherFeatures?.description ?? `tfjs (${this.#config.model.backend})`
-      }`,
-    );
+    this.#engine = await prepareTrainingEngine(this.#detector, {
+      engine: this.#config.training.engine,
+      inference: this.#config.inference,
+      warn: this.#log.warn,
+    });
+    this.#log.info(`training with ${this.#engine.description}`);
     this.#refilled = await recentDecodedImages(
       this.#js,
       this.#jsm,
@@ -311,7 +305,7 @@ export class TrainerStage implements PipelineStage {
       detector,
       this.#buffer,
       this.#hygiene,
-      this.#teacherFeatures,
+      this.#engine,
     );
     if (result) {
       this.#replayBudget += result.fresh * this.#config.trainer.replayStepsPerImage;
@@ -320,7 +314,7 @@ export class TrainerStage implements PipelineStage {
         detector,
         this.#buffer,
         this.#hygiene,
-        this.#teacherFeatures,
+        this.#engine,
         true,
       );
       if (result) this.#replayBudget--;
@@ -495,8 +489,8 @@ export class TrainerStage implements PipelineStage {
       const dir = await this.#saveCheckpoint();
       if (dir) this.#log.info(`checkpoint saved to ${dir}`);
     } finally {
-      await this.#teacherFeatures?.dispose();
-      this.#teacherFeatures = null;
+      await this.#engine?.dispose();
+      this.#engine = null;
       detector.dispose();
       this.#detector = undefined;
     }

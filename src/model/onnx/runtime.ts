@@ -59,6 +59,12 @@ export interface SessionOptions {
   threads: number;
   /** Execution provider. */
   device: OrtDevice;
+  /**
+   * ORT's CPU memory arena and memory-pattern planning (default on). Off for the training
+   * graphs: their large activations then go back to the system between runs (256 px, batch 8:
+   * peak RSS 3.6 instead of 6.6 GB, no slower).
+   */
+  memoryArena?: boolean;
 }
 
 /**
@@ -76,6 +82,8 @@ export async function openSession(
     interOpNumThreads: 1,
     executionMode: "sequential" as const,
     graphOptimizationLevel: "all" as const,
+    enableCpuMemArena: options.memoryArena ?? true,
+    enableMemPattern: options.memoryArena ?? true,
     logSeverityLevel: 3 as const,
     // Idle pool threads sleep instead of spinning: the trainer shares these cores.
     extra: { session: { intra_op: { allow_spinning: "0" } } },
