@@ -20,6 +20,7 @@ import {
 import { hardMinedMean, stDiscrepancy } from "../src/ad2/mod.ts";
 import { buildTrainingGraphs, pdnChain } from "../src/model/onnx/training_graph.ts";
 import { pdnGraph } from "../src/model/onnx/student_graph.ts";
+import { GraphBuilder } from "../src/model/onnx/graph.ts";
 import type { OrtModule } from "../src/model/onnx/runtime.ts";
 import { AdamState, OrtTrainingSessions } from "../src/model/training_engine.ts";
 
@@ -33,6 +34,26 @@ export const PEER_PDN_OUT_CHANNELS: Readonly<Record<PdnWidth, number>> = {
 const LEARNING_RATE = 1e-4;
 const WEIGHT_DECAY = 1e-5;
 const P_HARD = 0.999;
+
+/**
+ * The peer's `fwd` work as ONNX: `pair`'s frozen teacher PDN on NHWC `images`
+ * `[batch, size, size, 3]` → `features` (NCHW), serialised.
+ */
+export function pdnForwardModel(pair: PdnPair, size: number): Uint8Array {
+  const g = new GraphBuilder();
+  const input = g.input(PDN_FORWARD_IO.images, ["batch", size, size, 3]);
+  const nchw = g.node("Transpose", [input], { perm: [0, 3, 1, 2] });
+  g.output(pdnGraph(g, pair.teacher, nchw, "pdn"), PDN_FORWARD_IO.features, [
+    "batch",
+    "c",
+    "h",
+    "w",
+  ]);
+  return g.encode("pdn", `PDN ${pair.width}`);
+}
+
+/** Input and output names of {@link pdnForwardModel}. */
+export const PDN_FORWARD_IO = { images: "images", features: "features" } as const;
 
 /** A frozen teacher PDN, a trainable student PDN and the student's optimiser. */
 export class PdnPair {

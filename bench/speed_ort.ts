@@ -15,10 +15,8 @@ import { prepareTrainingEngine, type TrainingEngine } from "../src/model/trainin
 import { initBackend } from "../src/model/backend.ts";
 import { Detector } from "../src/model/detector.ts";
 import { exportDetectorOnnx, SCORING_IO } from "../src/model/onnx/export.ts";
-import { GraphBuilder } from "../src/model/onnx/graph.ts";
-import { pdnGraph } from "../src/model/onnx/student_graph.ts";
 import { loadOnnxRuntime, openSession } from "../src/model/onnx/runtime.ts";
-import { OrtPdnPair, PdnPair } from "./pdn_step.ts";
+import { OrtPdnPair, PDN_FORWARD_IO, pdnForwardModel, PdnPair } from "./pdn_step.ts";
 import type { SpeedJob, SpeedMeasurement } from "./speed_measure.ts";
 import { timeAdaptiveAsync } from "./timing.ts";
 
@@ -63,13 +61,9 @@ export async function measureOrtSpeed(job: SpeedJob, threads: number): Promise<S
     }
     if (job.metric === "pdnForward") {
       const pair = new PdnPair(studentWidth);
-      const g = new GraphBuilder();
-      inputName = "images";
-      const input = g.input(inputName, ["batch", imageSize, imageSize, 3]);
-      const nchw = g.node("Transpose", [input], { perm: [0, 3, 1, 2] });
-      g.output(pdnGraph(g, pair.teacher, nchw, "pdn"), "features", ["batch", "c", "h", "w"]);
-      model = g.encode("pdn", `PDN ${studentWidth}`);
-      fetches = ["features"];
+      model = pdnForwardModel(pair, imageSize);
+      inputName = PDN_FORWARD_IO.images;
+      fetches = [PDN_FORWARD_IO.features];
       pair.dispose();
     } else {
       const detector = await Detector.create(
