@@ -30,6 +30,7 @@ import {
 } from "../src/data/inspect_surfaces.ts";
 import { ensureSkimageTextures } from "../src/data/skimage_textures.ts";
 import {
+  type CurvePoint,
   describeJob,
   type InspectConfig,
   type InspectJob,
@@ -126,6 +127,8 @@ const USAGE = `deno task bench:inspect [options]
   --test-per-cell N     defective test images per kind × size (default ${BENCH_DEFAULTS.testPerCell})
   --test-normal N       normal test images (default ${BENCH_DEFAULTS.testNormal})
   --seed N              (default ${BENCH_DEFAULTS.seed})
+  --buffer-auroc        also score the trainer buffer's own images at each curve point
+                        (defective vs normal: does replay memorise the buffer's defects?)
   --workers N           parallel Deno Workers (default 2)
   --name NAME           results file stem (default inspect)
   --rerender            rewrite NAME.{md,png} from NAME.json (e.g. of a run stopped early:
@@ -172,6 +175,7 @@ export async function parseInspectArgs(args: string[]): Promise<{
       "test-per-cell": { type: "string" },
       "test-normal": { type: "string" },
       seed: { type: "string" },
+      "buffer-auroc": { type: "boolean", default: false },
       workers: { type: "string", default: "2" },
       name: { type: "string", default: "inspect" },
       rerender: { type: "boolean", default: false },
@@ -214,6 +218,7 @@ export async function parseInspectArgs(args: string[]): Promise<{
     bankPatches: d.bankPatches,
     topKShare: d.topKShare,
     seed: values.seed ? Number(values.seed) : d.seed,
+    bufferAuroc: values["buffer-auroc"],
   };
   if (config.side % config.imageSize !== 0 || config.imageSize % 32 !== 0) {
     throw new Error(`--image-size must be a multiple of 32 dividing ${config.side}`);
@@ -539,6 +544,7 @@ function trainTables(
     ),
   };
   const maturity = maturityTable(results, grid, config, warmupSteps);
+  const memorisation = bufferTable(results, grid, config);
   return [
     {
       title: "Final image AUROC per surface (max of the map, the product's score)",
@@ -554,7 +560,47 @@ function trainTables(
     },
     { title: `Image AUROC per surface × kind × size at r = ${cellRatio}`, table: cellTable },
     ...(maturity ? [{ title: maturity.title, table: maturity.table }] : []),
+    ...(memorisation ? [memorisation] : []),
   ];
+}
+
+/**
+ * `--buffer-auroc`: along the curve, the test AUROC (defects never trained on) beside the AUROC
+ * of the buffer's own images (the defects the trainer keeps replaying), mean over surfaces.
+ */
+function bufferTable(
+  results: InspectTrainResult[],
+  grid: InspectGrid,
+  config: InspectConfig,
+): { title: string; table: Table } | null {
+  if (!results.some((r) => r.curve.some((p) => p.aurocBuffer !== undefined))) return null;
+  const points = [...new Set(config.curve)].sort((a, b) => a - b);
+  const at = (r: InspectTrainResult, p: number) => r.curve.find((c) => c.imagesSeen === p);
+  const rows = grid.ratios.flatMap((ratio) =>
+    grid.variants.flatMap((variant) => {
+      const rs = results.filter((r) => r.ratio === ratio && r.variant === variant);
+      if (!rs.length) return [];
+      const pick = (p: number, f: (c: CurvePoint) => number | undefined) =>
+        mean(rs.map((r) => {
+          const c = at(r, p);
+          return c ? f(c) ?? NaN : NaN;
+        }));
+      return [[
+        String(ratio),
+        ACCURACY_VARIANTS[variant].label,
+        ...points.map((p) =>
+          `${fixed(pick(p, (c) => c.auroc))} / ${fixed(pick(p, (c) => c.aurocBuffer))} (${
+            fixed(pick(p, (c) => c.bufferDefective), 0)
+          }/${fixed(pick(p, (c) => c.bufferHeld), 0)}; ${fixed(pick(p, (c) => c.steps), 0)} st)`
+        ),
+      ]];
+    })
+  );
+  return {
+    title: "Memorisation: test AUROC / buffer AUROC (defective / held images; steps) vs images " +
+      "seen, mean over surfaces",
+    table: { headers: ["r", "variant", ...points.map((p) => `${p} images`)], rows },
+  };
 }
 
 /**
@@ -577,6 +623,11 @@ function maturityTable(
       options: defaults,
     },
     { name: "loss plateau (window 10, tol 0.05)", options: { ...defaults, window: 10 } },
+    { name: "loss plateau (window 50, tol 0.05)", options: { ...defaults, window: 50 } },
+    {
+      name: "loss plateau (window 50, tol 0.02)",
+      options: { ...defaults, window: 50, tolerance: 0.02 },
+    },
   ];
   const rows = criteria.flatMap(({ name, options }) =>
     grid.ratios.flatMap((ratio) =>

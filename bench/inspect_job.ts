@@ -81,6 +81,11 @@ export interface InspectConfig {
   topKShare: number;
   /** Seed of data, weights and batch order. */
   seed: number;
+  /**
+   * Also score the buffer's own images at each curve point (`--buffer-auroc`): whether the
+   * trainer memorises the defects it keeps replaying.
+   */
+  bufferAuroc?: boolean;
 }
 
 /** An input representation of the camera image for the `nn` bound. */
@@ -136,6 +141,16 @@ export interface CurvePoint {
   loss: number;
   /** Seconds of training so far in this job (steps only, not evaluation). */
   trainSeconds: number;
+  /**
+   * With `bufferAuroc`: image AUROC of the images the buffer holds (trained on, replayed),
+   * defective against normal, with the same score; NaN when it holds one class only. Well
+   * below the test AUROC (defects never seen), it says the model has learnt its buffer's
+   * defects as normal.
+   */
+  aurocBuffer?: number;
+  /** With `bufferAuroc`: defective images among the buffer's, and how many it holds. */
+  bufferDefective?: number;
+  bufferHeld?: number;
 }
 
 /** Result of a `train` job. */
@@ -305,6 +320,9 @@ async function runTrainJob(
       const recent = buffer.recent(config.statsImages).map((b) => b.pixels);
       detector.fitMapNormalisation(batchesOf(recent, config.imageSize, batchSize));
       const scores = scoreMaps(detector, test, config.topKShare);
+      const held = config.bufferAuroc ? buffer.recent(config.bufferSize) : [];
+      const heldLabels = held.map((b) => split.train[Number(b.imageId.slice(4))].anomalous);
+      const heldScores = imageScores(detector, held.map((b) => b.pixels));
       curve.push({
         imagesSeen: seen,
         steps: detector.step,
@@ -314,13 +332,27 @@ async function runTrainJob(
         aurocAe: auroc(scores.ae, labels),
         loss,
         trainSeconds: Math.round(trainMs) / 1000,
+        ...(config.bufferAuroc
+          ? {
+            aurocBuffer: heldLabels.some((a) => a) && heldLabels.some((a) => !a)
+              ? auroc(heldScores, heldLabels)
+              : NaN,
+            bufferDefective: heldLabels.filter((a) => a).length,
+            bufferHeld: held.length,
+          }
+          : {}),
       });
       // Progress on long jobs (workers share the console).
       console.log(
         `  ${describeJob(job)}: ${seen} images, step ${detector.step}, ` +
           `AUROC ${curve.at(-1)!.auroc.toFixed(3)}, training ${
             curve.at(-1)!.trainSeconds.toFixed(0)
-          } s`,
+          } s${
+            config.bufferAuroc
+              ? `, buffer AUROC ${curve.at(-1)!.aurocBuffer?.toFixed(3)} ` +
+                `(${curve.at(-1)!.bufferDefective}/${curve.at(-1)!.bufferHeld} defective)`
+              : ""
+          }`,
       );
       if (seen === points.at(-1)) final = { maps: scores.maps, scores };
       evaluateMs += performance.now() - evalStart;
@@ -381,6 +413,15 @@ function scoreMaps(
     }
   }
   return { ...out, maps };
+}
+
+/** The product's image score (max of the map) of every image. */
+function imageScores(detector: Detector, images: readonly Float32Array[]): number[] {
+  const out: number[] = [];
+  for (const batch of batchesOf(images, detector.model.imageSize, 16)) {
+    for (const report of detector.score(batch)) out.push(report.score);
+  }
+  return out;
 }
 
 /** Mean of the largest `share` of the values (at least one). */

@@ -131,6 +131,10 @@ export interface PipelineBenchReport {
     publishEverySteps: number;
     /** Trainer publication cadence. */
     publishEverySeconds: number;
+    /** Replay steps per new image (absent in reports before it was recorded). */
+    replayStepsPerImage?: number;
+    /** The trainer thread's nice value (absent in reports before it was recorded). */
+    trainerNiceness?: number;
   };
   /** Camera images. */
   payload: PayloadInfo | null;
@@ -288,6 +292,8 @@ export async function runPipelineBench(
       trainingBatch: config.training.batchSize,
       publishEverySteps: config.trainer.publishEverySteps,
       publishEverySeconds: config.trainer.publishEverySeconds,
+      replayStepsPerImage: config.trainer.replayStepsPerImage,
+      trainerNiceness: config.trainer.niceness,
     },
     payload: live?.payload ?? null,
     warmupSeconds: live?.warmupSeconds ?? null,
@@ -405,8 +411,13 @@ export function pipelineNotes(report: PipelineBenchReport): string[] {
     `Configuration: \`${c.file}\` (what \`deno task run\` serves: ${c.model.imageSize} px, ` +
     `student ${c.model.studentWidth}, ${c.model.backend}, scorer batch ${c.scorerBatch}, ` +
     `training batch ${c.trainingBatch}, a new model version every ${c.publishEverySteps} ` +
-    `steps or ${c.publishEverySeconds} s) with \`trainer.warmupSteps\` ${o.warmupSteps} so ` +
-    `scoring starts sooner` +
+    `steps or ${c.publishEverySeconds} s` +
+    (c.replayStepsPerImage === undefined
+      ? ""
+      : `, ${c.replayStepsPerImage} replay steps per new image, trainer at nice ` +
+        c.trainerNiceness) +
+    `) with the first version after ` +
+    `\`trainer.warmupSteps\` ${o.warmupSteps} steps (maturity "steps") so scoring starts sooner` +
     (report.warmupSeconds === null
       ? "."
       : ` (the scorer had its first model ${report.warmupSeconds.toFixed(0)} s after the ` +

@@ -98,14 +98,16 @@ export interface LiveRecord {
 }
 
 /**
- * The configuration `deno task run` serves ({@link DEFAULT_PIPELINE_FILE}) with
- * `trainer.warmupSteps` set to `warmupSteps`, so scoring starts after a short warm-up.
+ * The configuration `deno task run` serves ({@link DEFAULT_PIPELINE_FILE}) with the first
+ * version published after `warmupSteps` steps (`trainer.maturity.criterion` "steps"), so
+ * scoring starts after a short warm-up: throughput, not maturity, is measured here.
  */
 export async function benchPipelineConfig(warmupSteps: number): Promise<PipelineConfig> {
   const shipped = await loadPipelineConfig(DEFAULT_PIPELINE_FILE);
+  const maturity = { ...shipped.trainer.maturity, criterion: "steps" as const };
   return parsePipelineConfig(
-    { ...shipped, trainer: { ...shipped.trainer, warmupSteps } },
-    `${DEFAULT_PIPELINE_FILE} + trainer.warmupSteps ${warmupSteps}`,
+    { ...shipped, trainer: { ...shipped.trainer, warmupSteps, maturity } },
+    `${DEFAULT_PIPELINE_FILE} + trainer.warmupSteps ${warmupSteps}, maturity "steps"`,
   );
 }
 

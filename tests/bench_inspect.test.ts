@@ -95,6 +95,9 @@ Deno.test("bench:inspect report: learning curve wall time and tables from result
       aurocAe: auroc,
       loss: 1,
       trainSeconds: imagesSeen,
+      aurocBuffer: auroc - 0.2,
+      bufferDefective: 5,
+      bufferHeld: imagesSeen,
     })),
     cells: [{ kind: "hole", size: "large", auroc }],
     pixelAuroc: 0.9,
@@ -124,4 +127,12 @@ Deno.test("bench:inspect report: learning curve wall time and tables from result
   // A flat loss: the fixed warm-up fires at 25, the plateau once two windows are full (50).
   assert.equal(maturity.rows[0][4], "25");
   assert.equal(maturity.rows[2][4], "50");
+  // --buffer-auroc: test AUROC beside the buffer's own (defective / held; steps).
+  const memorisation = tables.find((t) => t.title.startsWith("Memorisation"))!.table;
+  assert.deepEqual(memorisation.rows[0], [
+    "0.1",
+    "AD² (paper)",
+    "0.700 / 0.600 (5/50; 30 st)",
+    "0.800 / 0.600 (5/100; 80 st)",
+  ]);
 });

@@ -254,6 +254,12 @@ export const TrainerStageSchema = z.object({
    * (ATDR down-weights as always); hygiene judges images on the steps that bring them in.
    */
   replayStepsPerImage: z.number().min(0).max(64).default(0),
+  /**
+   * Nice value of the trainer's thread (0–19; 0 = as every other stage). Verdicts come first:
+   * when ingest, scorer and training compete for the cores the trainer gets what is left, and
+   * all of it while the line is idle (src/util/thread_priority.ts; Linux, needs --allow-ffi).
+   */
+  niceness: z.number().int().min(0).max(19).default(10),
   /** Images the teacher channel statistics are fitted on before the first step. */
   statsImages: z.number().int().min(1).default(64),
   /** Most recent buffered images the map-normalisation quantiles are fitted on at each publication. */

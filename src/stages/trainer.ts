@@ -57,6 +57,7 @@ import {
 import { Wakeup, yieldToEventLoop } from "./wakeup.ts";
 import { loadResumePoint, recentDecodedImages, saveResumePoint } from "./trainer_resume.ts";
 import { ModelGate } from "./model_admission.ts";
+import { setThreadNiceness } from "../util/thread_priority.ts";
 
 /** Options of {@link TrainerStage}. */
 export interface TrainerStageOptions extends StageOptions {
@@ -146,6 +147,7 @@ export class TrainerStage implements PipelineStage {
       warn: this.#log.warn,
     });
     this.#log.info(`training with ${this.#engine.description}`);
+    this.#lowerPriority();
     this.#refilled = await recentDecodedImages(
       this.#js,
       this.#jsm,
@@ -213,6 +215,15 @@ export class TrainerStage implements PipelineStage {
       this.#log.warn(`not resuming from model v${current.version} (versions keep counting)`);
     }
     return null;
+  }
+
+  /** Runs this thread at `trainer.niceness`, so verdicts get the cores first (or says why not). */
+  #lowerPriority(): void {
+    const { niceness } = this.#config.trainer;
+    if (niceness === 0) return;
+    const change = setThreadNiceness(niceness);
+    if (change.ok) this.#log.info(`training at nice ${niceness}: verdicts get the cores first`);
+    else this.#log.warn(`training at normal priority: ${change.reason}`);
   }
 
   #checkpointPath(): string {

@@ -49,14 +49,23 @@ export interface FashionRunResult {
 }
 
 /**
- * The demo line's model at Fashion-MNIST's own scale (28 px upscaled to 32), at the learning
- * rate its AUROC floors were measured with (1e-4; the demo line now trains at 1e-3).
+ * The demo line's model at Fashion-MNIST's own scale (28 px upscaled to 32), with the teacher
+ * taps and learning rate its floor was measured with (all three taps and 1e-4; the demo line
+ * now taps `block_2_add` alone and trains at 1e-3: with that teacher seed 1 gave 3.7× and 3.0×,
+ * no margin over the floor), and a fixed warm-up (the protocol needs a version before pass 2;
+ * the demo waits for a loss plateau).
  */
 export function fashionE2eConfig(seed: number): Promise<PipelineConfig> {
   return demoConfigWith("fashion-line", {
-    model: { imageSize: 32, seed },
+    model: { imageSize: 32, seed, teacher: { kind: "mobilenet_v2" } },
     training: { learningRate: 1e-4 },
-    trainer: { warmupSteps: 10, publishEverySteps: 20, bufferSize: 320, seed },
+    trainer: {
+      warmupSteps: 10,
+      publishEverySteps: 20,
+      bufferSize: 320,
+      seed,
+      maturity: { criterion: "steps" },
+    },
   });
 }
 
