@@ -47,6 +47,7 @@ import { ACCURACY_VARIANTS, parseVariantName, type VariantName } from "./accurac
 import {
   type Environment,
   environment,
+  failureLines,
   fixed,
   lineChartSvg,
   markdownTable,
@@ -690,14 +691,7 @@ async function renderInspectReport(name: string, report: InspectReport): Promise
     `${LINE_RATE} images/s: max(images / ${LINE_RATE}, training seconds measured here).`,
     "",
     ...tables.flatMap(({ title, table }) => [`## ${title}`, "", markdownTable(table), ""]),
-    ...(report.failures.length
-      ? [
-        "## Failures",
-        "",
-        ...report.failures.map((f) => `- ${describeJob(f.job)}: ${f.error.split("\n")[0]}`),
-        "",
-      ]
-      : []),
+    ...failureLines(report.failures, describeJob),
   ];
   const json = await writeResultJson(`${name}.json`, report);
   const md = await writeResultText(`${name}.md`, lines.join("\n"));

@@ -36,6 +36,7 @@ import {
 import {
   type Environment,
   environment,
+  failureLines,
   fixed,
   lineChartSvg,
   markdownTable,
@@ -529,14 +530,7 @@ export async function renderLiveReport(name: string, report: LiveInspectReport):
       `${r.finalScorer?.processingFailed ?? "?"}`
     ),
     "",
-    ...(report.failures.length
-      ? [
-        "## Failures",
-        "",
-        ...report.failures.map((f) => `- ${describeLiveJob(f.job)}: ${f.error.split("\n")[0]}`),
-        "",
-      ]
-      : []),
+    ...failureLines(report.failures, describeLiveJob),
   ];
   const json = await writeResultJson(`${name}.json`, report);
   const md = await writeResultText(`${name}.md`, lines.join("\n"));

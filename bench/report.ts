@@ -46,6 +46,23 @@ export function textTable(table: Table): string {
   ].join("\n");
 }
 
+/**
+ * The "Failures" section of a report: one line per failed job (its description and the
+ * first line of its error), or nothing when every job succeeded.
+ */
+export function failureLines<J>(
+  failures: readonly { job: J; error: string }[],
+  describe: (job: J) => string,
+): string[] {
+  if (failures.length === 0) return [];
+  return [
+    "## Failures",
+    "",
+    ...failures.map((f) => `- ${describe(f.job)}: ${f.error.split("\n")[0]}`),
+    "",
+  ];
+}
+
 /** Renders `table` as a GitHub-flavoured markdown table. */
 export function markdownTable(table: Table): string {
   checkShape(table);

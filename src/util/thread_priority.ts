@@ -39,8 +39,8 @@ export function setThreadNiceness(niceness: number): PriorityChange {
 /** The calling thread's nice value, or the one-line reason it cannot be read. */
 export function threadNiceness(): PriorityChange {
   return withLibc((libc) => {
-    // getpriority returns the nice value itself; -1 is also a valid answer, so read it back
-    // only as a number in range.
+    // getpriority returns the nice value itself (its −1 error return cannot happen for the
+    // calling thread's own id).
     const value = libc.symbols.getpriority(PRIO_PROCESS, libc.symbols.gettid());
     return { ok: true, niceness: value };
   });
