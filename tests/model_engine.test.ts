@@ -19,6 +19,7 @@ import { prepareScoringEngines, scoreAllWith } from "../src/model/engine.ts";
 import { withScorerThreads } from "../src/pipeline/cores.ts";
 import { featureTensor, teacherFeatureSource } from "../src/model/teacher_engine.ts";
 import { SeededRandom } from "../src/util/prng.ts";
+import { runEngineChoice } from "./helpers/engine_choice_run.ts";
 
 const SIZE = 32;
 
@@ -138,15 +139,8 @@ Deno.test({
   },
 });
 
-async function engineChoice(permissions: string[]) {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...permissions, new URL("./helpers/engine_choice.ts", import.meta.url).pathname],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stderr = new TextDecoder().decode(output.stderr).trim();
-  assert.equal(output.code, 0, stderr);
-  return { choice: JSON.parse(new TextDecoder().decode(output.stdout)), stderr };
+function engineChoice(permissions: string[]) {
+  return runEngineChoice(new URL("./helpers/engine_choice.ts", import.meta.url), permissions);
 }
 
 Deno.test("without FFI permission scoring falls back to tfjs with one log line", async () => {

@@ -26,6 +26,7 @@ import {
 import { SeededRandom } from "../src/util/prng.ts";
 import { trainOffline, trainOfflineWith } from "../src/model/offline.ts";
 import { saveSmallGraphModel } from "./helpers/small_graph_model.ts";
+import { runEngineChoice } from "./helpers/engine_choice_run.ts";
 
 const SIZE = 32;
 const BATCH = 4;
@@ -262,19 +263,11 @@ Deno.test("training.engine tfjs keeps Detector.trainStep; ORT needs fitted stati
   fresh.dispose();
 });
 
-async function trainingEngineChoice(permissions: string[]) {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      ...permissions,
-      new URL("./helpers/training_engine_choice.ts", import.meta.url).pathname,
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stderr = new TextDecoder().decode(output.stderr).trim();
-  assert.equal(output.code, 0, stderr);
-  return { choice: JSON.parse(new TextDecoder().decode(output.stdout)), stderr };
+function trainingEngineChoice(permissions: string[]) {
+  return runEngineChoice(
+    new URL("./helpers/training_engine_choice.ts", import.meta.url),
+    permissions,
+  );
 }
 
 Deno.test("without FFI permission training falls back to tfjs with one log line", async () => {
