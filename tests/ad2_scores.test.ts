@@ -19,7 +19,7 @@ Deno.test("stMap / aeMap: per-pixel channel mean of squared differences", async 
   });
 });
 
-Deno.test("combinedMap: mean of the two normalised maps", async () => {
+Deno.test("combinedMap: weighted mean of the two normalised maps (EfficientAD: equal)", async () => {
   await useBackend("cpu");
   await assertNoLeak(() => {
     const st = tf.tensor3d([10, 20], [1, 1, 2]);
@@ -27,7 +27,13 @@ Deno.test("combinedMap: mean of the two normalised maps", async () => {
     // st → 0.1·(st − 10)/10 = [0, 0.1]; ae → 0.1·(ae − 0)/4 = [0.05, 0.1]; mean → [0.025, 0.1].
     const combined = combinedMap(st, ae, { stA: 10, stB: 20, aeA: 0, aeB: 4 });
     assertClose(combined.dataSync(), [0.025, 0.1]);
-    tf.dispose([st, ae, combined]);
+    // Weighted: 0.75·[0, 0.1] + 0.25·[0.05, 0.1] = [0.0125, 0.1]; w = 0 is the ST map alone.
+    const weighted = combinedMap(st, ae, { stA: 10, stB: 20, aeA: 0, aeB: 4 }, 0.25);
+    assertClose(weighted.dataSync(), [0.0125, 0.1]);
+    const stOnly = combinedMap(st, ae, { stA: 10, stB: 20, aeA: 0, aeB: 4 }, 0);
+    assertClose(stOnly.dataSync(), [0, 0.1]);
+    assert.throws(() => combinedMap(st, ae, { stA: 10, stB: 20, aeA: 0, aeB: 4 }, 1.5), /\[0, 1\]/);
+    tf.dispose([st, ae, combined, weighted, stOnly]);
   });
 });
 

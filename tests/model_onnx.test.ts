@@ -53,9 +53,13 @@ function images(count: number, size: number, seed: number): Float32Array[] {
 async function trainedDetector(
   model: z.input<typeof ModelSchema>,
   steps: number,
+  training: z.input<typeof TrainingSchema> = {},
 ): Promise<Detector> {
   const config = ModelSchema.parse(model);
-  const detector = await Detector.create(config, TrainingSchema.parse({ learningRate: 1e-3 }));
+  const detector = await Detector.create(
+    config,
+    TrainingSchema.parse({ learningRate: 1e-3, ...training }),
+  );
   const size = config.imageSize;
   const train = images(16, size, 1);
   const batch = toBatch(train, size);
@@ -132,13 +136,39 @@ Deno.test("ONNX export of a MobileNetV2-teacher detector matches tfjs (features,
 
 Deno.test("ONNX export of a random-PDN-teacher detector at 128 px matches tfjs", async () => {
   await initBackend("wasm");
-  const detector = await trainedDetector({
-    imageSize: 128,
-    studentWidth: "tiny",
-    teacher: { kind: "random_pdn", width: "tiny" },
-  }, 2);
+  const detector = await trainedDetector(
+    {
+      imageSize: 128,
+      studentWidth: "tiny",
+      teacher: { kind: "random_pdn", width: "tiny" },
+    },
+    2,
+    { autoencoderMapWeight: 0.2 },
+  );
   try {
     await compareScoring(detector);
+  } finally {
+    detector.dispose();
+  }
+});
+
+Deno.test("autoencoderMapWeight 0 scores with the student–teacher map alone, in both engines", async () => {
+  await initBackend("wasm");
+  const detector = await trainedDetector(
+    {
+      imageSize: 64,
+      studentWidth: "tiny",
+      teacher: { kind: "random_pdn", width: "tiny" },
+    },
+    2,
+    { autoencoderMapWeight: 0 },
+  );
+  try {
+    await compareScoring(detector);
+    const batch = toBatch(images(4, 64, 3), 64);
+    const reports = detector.score(batch);
+    batch.dispose();
+    for (const report of reports) assert.ok(Math.abs(report.score - report.stScore) < 1e-6);
   } finally {
     detector.dispose();
   }

@@ -27,16 +27,31 @@ export function aeMap(studentAE: tf.Tensor4D, aePrediction: tf.Tensor4D): tf.Ten
   return channelMeanSquaredDifference(studentAE, aePrediction, "student AE", "autoencoder");
 }
 
+/** EfficientAD's weight of the autoencoder map: the combined map is the mean of the two. */
+export const EFFICIENTAD_AE_MAP_WEIGHT = 0.5;
+
 /**
- * EfficientAD's combined map: the mean of the two quantile-normalised maps,
- * 0.5·norm(st; stA, stB) + 0.5·norm(ae; aeA, aeB).
+ * The combined map of the two quantile-normalised maps,
+ * (1 − w)·norm(st; stA, stB) + w·norm(ae; aeA, aeB); EfficientAD's is their mean (w = 0.5).
  *
- * @throws if the maps differ in shape
+ * @param aeWeight w in [0, 1], the autoencoder map's share
+ * @throws if the maps differ in shape or w is outside [0, 1]
  */
-export function combinedMap(st: tf.Tensor3D, ae: tf.Tensor3D, q: MapQuantiles): tf.Tensor3D {
+export function combinedMap(
+  st: tf.Tensor3D,
+  ae: tf.Tensor3D,
+  q: MapQuantiles,
+  aeWeight = EFFICIENTAD_AE_MAP_WEIGHT,
+): tf.Tensor3D {
   assertSameShape(st, ae, "st map", "ae map");
+  if (!(aeWeight >= 0 && aeWeight <= 1)) {
+    throw new RangeError(`autoencoder map weight must be in [0, 1], got ${aeWeight}`);
+  }
   return tf.tidy(() =>
-    tf.mul(tf.add(normaliseMap(st, q.stA, q.stB), normaliseMap(ae, q.aeA, q.aeB)), 0.5)
+    tf.add(
+      tf.mul(normaliseMap(st, q.stA, q.stB), 1 - aeWeight),
+      tf.mul(normaliseMap(ae, q.aeA, q.aeB), aeWeight),
+    )
   ) as tf.Tensor3D;
 }
 

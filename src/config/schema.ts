@@ -136,6 +136,14 @@ export const TrainingSchema = z.object({
   mapQuantileA: z.number().min(0).max(1).default(0.9),
   mapQuantileB: z.number().min(0).max(1).default(0.995),
   /**
+   * Weight of the autoencoder's normalised map in the combined anomaly map that scores, maps
+   * and localises every image; the student–teacher map takes 1 − w. 0.5 (default) is
+   * EfficientAD's mean of the two; 0 scores with the student–teacher map alone (the AE's
+   * logical-anomaly signal unused). Read from the line's configuration wherever a detector
+   * scores, so changing it needs no retraining.
+   */
+  autoencoderMapWeight: z.number().min(0).max(1).default(0.5),
+  /**
    * What computes the student's and autoencoder's gradients in the trainer stage, `main.ts
    * train` and bench:inspect (src/model/training_engine.ts). `auto` (default): ONNX Runtime
    * (forward and hand-built backward graphs, the same gradients as tfjs) unless

@@ -341,7 +341,7 @@ export class Detector {
     const q = this.#requireQuantiles();
     const outputs: tf.Tensor[] = tf.tidy(() => {
       const [stRaw, aeRaw] = this.#maps(batch, stats);
-      const combinedRaw = combinedMap(stRaw, aeRaw, q);
+      const combinedRaw = combinedMap(stRaw, aeRaw, q, this.training.autoencoderMapWeight);
       return [
         imageScores(combinedRaw),
         imageScores(normaliseMap(stRaw, q.stA, q.stB) as tf.Tensor3D),
@@ -367,7 +367,10 @@ export class Detector {
     const q = this.#requireQuantiles();
     return tf.tidy(() => {
       const [st, ae] = this.#maps(batch, stats);
-      return heatmaps(combinedMap(st, ae, q), this.model.imageSize);
+      return heatmaps(
+        combinedMap(st, ae, q, this.training.autoencoderMapWeight),
+        this.model.imageSize,
+      );
     });
   }
 

@@ -475,6 +475,7 @@ export class ScorerStage implements PipelineStage {
       context: VerdictContext;
       pixels: Float32Array;
       original: { width: number; height: number } | null;
+      heldOut: boolean;
     }[] = [];
     const heatmaps: (PendingHeatmap | null)[] = messages.map(() => null);
     const receivedAt: (Date | null)[] = messages.map(() => null);
@@ -491,6 +492,7 @@ export class ScorerStage implements PipelineStage {
           context,
           pixels: image.pixels,
           original: image.original,
+          heldOut: image.heldOut ?? false,
         });
         verdicts.push(null);
       } catch (error) {
@@ -511,7 +513,11 @@ export class ScorerStage implements PipelineStage {
     const model = this.#current;
     if (readable.length > 0 && model) {
       const reports = await model.engine.scoreWithMaps(readable.map((r) => r.pixels));
-      this.#window.add(reports.map((r) => r.score).filter(Number.isFinite));
+      // The threshold learns the line's own stream: held-out parts (reference, audit or test
+      // parts, `Image-Train: no`) are judged against it but do not move it.
+      this.#window.add(
+        reports.filter((_, i) => !readable[i].heldOut).map((r) => r.score).filter(Number.isFinite),
+      );
       const threshold = this.#window.threshold();
       readable.forEach((r, i) => {
         const { score, stScore, aeScore } = reports[i];

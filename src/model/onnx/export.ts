@@ -1,7 +1,8 @@
 /**
  * Exports a trained {@link Detector}'s scoring graph to ONNX, built in TypeScript from its live
  * weights (no files, no Python): teacher taps → resize → concat → channel normalisation, PDN
- * student, autoencoder, the two anomaly maps, their quantile normalisation, the combined map,
+ * student, autoencoder, the two anomaly maps, their quantile normalisation, the combined map
+ * (weighted by `training.autoencoderMapWeight`),
  * image scores and the full-resolution heatmap — `Detector.score` and `Detector.anomalyMaps`
  * as one graph.
  *
@@ -83,7 +84,11 @@ export function exportDetectorOnnx(detector: Detector, label = ""): Uint8Array {
     ]);
   const st = normalise(channelMeanSquare(target, studentSt), q.stA, q.stB);
   const aeNormalised = normalise(channelMeanSquare(studentAe, ae), q.aeA, q.aeB);
-  const combined = g.node("Mul", [g.node("Add", [st, aeNormalised]), scalar(g, "half", 0.5)]);
+  const aeWeight = detector.training.autoencoderMapWeight;
+  const combined = g.node("Add", [
+    g.node("Mul", [st, scalar(g, "st_weight", 1 - aeWeight)]),
+    g.node("Mul", [aeNormalised, scalar(g, "ae_weight", aeWeight)]),
+  ]);
   const imageMax = (map: string) =>
     g.node("ReduceMax", [map, g.ints("axes", [1, 2])], { keepdims: 0 });
 
