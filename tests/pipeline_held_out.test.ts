@@ -84,17 +84,18 @@ Deno.test({
       await nc.flush();
       await waitForStreamCount(jsm, streamNames(line).verdicts, 28, 60_000);
       assert.equal(await windowScores(), before + 8, "the line's own scores enter it");
+
+      const verdicts = (await readStreamMessages(jsm, streamNames(line).verdicts))
+        .map((m) => parseVerdict(m.data));
+      const heldOut = new Set(images.slice(12, 20).map((i) => i.imageId));
+      assert.equal(
+        verdicts.filter((v) => heldOut.has(v.imageId ?? "") && v.status === "scored").length,
+        8,
+        "every held-out image got a scored verdict",
+      );
     } finally {
       await pipeline.stop();
       await nc.close();
     }
-    const verdicts = (await readStreamMessages(jsm, streamNames(line).verdicts))
-      .map((m) => parseVerdict(m.data));
-    const heldOut = new Set(images.slice(12, 20).map((i) => i.imageId));
-    assert.equal(
-      verdicts.filter((v) => heldOut.has(v.imageId ?? "") && v.status === "scored").length,
-      8,
-      "every held-out image got a scored verdict",
-    );
   },
 });
