@@ -475,6 +475,26 @@ function trainTables(
       ],
     ],
   };
+  const partsBySurface: Table = {
+    headers: ["surface", "r", "variant", "image", "ST map", "AE map", "AE explains", "AE weight"],
+    rows: grid.surfaces.flatMap((surface) =>
+      combos.flatMap(({ ratio, variant }) => {
+        const r = find(surface, ratio, variant);
+        if (!r) return [];
+        const f = final(r);
+        return [[
+          surface,
+          String(ratio),
+          label(variant),
+          fixed(f.auroc),
+          fixed(f.aurocSt),
+          fixed(f.aurocAe),
+          fixed(f.aeExplained),
+          fixed(f.aeMapWeight, 2),
+        ]];
+      })
+    ),
+  };
   const scoresTable: Table = {
     headers: [
       "r",
@@ -554,6 +574,11 @@ function trainTables(
     {
       title: "Final model, mean over surfaces: image score choices, map parts, pixel AUROC",
       table: scoresTable,
+    },
+    {
+      title: "Map parts per surface: image AUROC of each map alone, the autoencoder's explained " +
+        "variance of the teacher features and its map's weight in the score",
+      table: partsBySurface,
     },
     {
       title: "Cold-start learning curve: mean image AUROC over surfaces vs images seen",

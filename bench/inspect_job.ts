@@ -137,6 +137,12 @@ export interface CurvePoint {
   /** Image AUROC of the student–teacher and autoencoder parts alone (max). */
   aurocSt: number;
   aurocAe: number;
+  /**
+   * The autoencoder's explained variance of the teacher features on the normalisation images,
+   * and the weight its map got in the product's score (absent in older results).
+   */
+  aeExplained?: number;
+  aeMapWeight?: number;
   /** Loss of the last step. */
   loss: number;
   /** Seconds of training so far in this job (steps only, not evaluation). */
@@ -330,6 +336,8 @@ async function runTrainJob(
         aurocTopK: auroc(scores.topK, labels),
         aurocSt: auroc(scores.st, labels),
         aurocAe: auroc(scores.ae, labels),
+        aeExplained: detector.mapQuantiles?.aeExplained,
+        aeMapWeight: detector.aeMapWeight,
         loss,
         trainSeconds: Math.round(trainMs) / 1000,
         ...(config.bufferAuroc

@@ -402,6 +402,7 @@ export function liveInspectTables(report: LiveInspectReport): { title: string; t
       "AUROC",
       "ST",
       "AE",
+      "AE explains / map weight",
       "stream AUROC",
       "answered after (s)",
     ],
@@ -417,6 +418,9 @@ export function liveInspectTables(report: LiveInspectReport): { title: string; t
         fixed(p.auroc),
         fixed(p.aurocSt),
         fixed(p.aurocAe),
+        p.trainer?.aeExplained != null && p.trainer.aeMapWeight != null
+          ? `${fixed(p.trainer.aeExplained)} / ${fixed(p.trainer.aeMapWeight, 2)}`
+          : "—",
         fixed(p.streamAuroc),
         fixed(p.answeredSeconds === null ? null : p.answeredSeconds - p.publishedSeconds, 1),
       ])

@@ -91,6 +91,12 @@ export interface TrainerAtPoint {
   heldOut: number;
   /** Images in its buffer. */
   buffered: number;
+  /**
+   * The autoencoder's explained variance and its map's weight at the last publication (null
+   * before the first; absent in results from before they were recorded).
+   */
+  aeExplained?: number | null;
+  aeMapWeight?: number | null;
 }
 
 /** Verdict statuses of one batch of images. */
@@ -284,6 +290,8 @@ function trainerAtPoint(status: StageStatus): TrainerAtPoint {
     modelVersion: status.modelVersion,
     heldOut: detail("heldOut"),
     buffered: detail("buffered"),
+    aeExplained: status.details.aeExplained === null ? null : detail("aeExplained"),
+    aeMapWeight: status.details.aeMapWeight === null ? null : detail("aeMapWeight"),
   };
 }
 

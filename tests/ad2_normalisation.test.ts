@@ -1,7 +1,11 @@
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
 import {
+  AUTO_AE_EXPLAINED_HIGH,
+  AUTO_AE_EXPLAINED_LOW,
+  autoAeMapWeight,
   ChannelStatsAccumulator,
+  explainedVariance,
   mapQuantilesFrom,
   normaliseFeatures,
   normaliseMap,
@@ -85,4 +89,34 @@ Deno.test("normaliseMap: 0.1·(map − qa)/(qb − qa), guarded spread", async (
     assert.throws(() => normaliseMap(map, NaN, 10), /finite/);
     tf.dispose([map, normalised, flat, guarded]);
   });
+});
+
+Deno.test("explainedVariance: 1 − residual / spread around each channel's mean", async () => {
+  await useBackend("cpu");
+  await assertNoLeak(() => {
+    // Two channels over 2 positions: channel 0 = [1, 3] (mean 2), channel 1 = [0, 4] (mean 2).
+    // Spread Σ(t − t̄)² = 1 + 1 + 4 + 4 = 10.
+    const target = tf.tensor4d([1, 0, 3, 4], [1, 1, 2, 2]);
+    // Residual (1−1)² + (0−1)² + (3−2)² + (4−4)² = 2 → 1 − 2/10 = 0.8.
+    const prediction = tf.tensor4d([1, 1, 2, 4], [1, 1, 2, 2]);
+    assertClose([explainedVariance(target, prediction)], [0.8]);
+    // Predicting each channel's mean explains nothing; a perfect prediction everything.
+    const means = tf.tensor4d([2, 2, 2, 2], [1, 1, 2, 2]);
+    assertClose([explainedVariance(target, means)], [0]);
+    assertClose([explainedVariance(target, target)], [1]);
+    const wrong = tf.zeros([1, 2, 1, 2]) as tf.Tensor4D;
+    assert.throws(() => explainedVariance(target, wrong), /equal NHWC shapes/);
+    assert.throws(() => explainedVariance(means, target), /constant target/);
+    tf.dispose([target, prediction, means, wrong]);
+  });
+});
+
+Deno.test("autoAeMapWeight: 0 below the low mark, EfficientAD's 0.5 above the high, linear between", () => {
+  assert.equal(autoAeMapWeight(-0.2), 0);
+  assert.equal(autoAeMapWeight(AUTO_AE_EXPLAINED_LOW), 0);
+  assert.equal(autoAeMapWeight(AUTO_AE_EXPLAINED_HIGH), 0.5);
+  assert.equal(autoAeMapWeight(0.99), 0.5);
+  const middle = (AUTO_AE_EXPLAINED_LOW + AUTO_AE_EXPLAINED_HIGH) / 2;
+  assertClose([autoAeMapWeight(middle)], [0.25]);
+  assert.equal(autoAeMapWeight(NaN), 0.5);
 });

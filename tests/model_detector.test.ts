@@ -1,3 +1,4 @@
+import { autoAeMapWeight } from "../src/ad2/normalisation.ts";
 import { strict as assert } from "node:assert";
 import * as tf from "@tensorflow/tfjs";
 import { ModelSchema, TrainingSchema } from "../src/config/schema.ts";
@@ -72,14 +73,21 @@ Deno.test("training lowers the loss and leaks no tensors", async () => {
   }
 });
 
-Deno.test("checkpoint round trips (directory and blob) give identical scores", async () => {
+Deno.test("checkpoint round trips (directory and blob) give identical scores and map weight", async () => {
   await initBackend("wasm");
-  const detector = await Detector.create(model, TrainingSchema.parse({ method: "baseline" }));
+  const detector = await Detector.create(
+    model,
+    TrainingSchema.parse({ method: "baseline", autoencoderMapWeight: "auto" }),
+  );
   const dir = await Deno.makeTempDir();
   try {
     const images = partImages(12, 2);
     trainOffline(detector, images, { steps: 3, seed: 1 });
     const scores = scoreAll(detector, images);
+    // "auto": the weight follows the autoencoder's explained variance, fitted with the maps.
+    const explained = detector.mapQuantiles?.aeExplained;
+    assert.ok(explained !== undefined && explained <= 1, `explained variance ${explained}`);
+    assert.equal(detector.aeMapWeight, autoAeMapWeight(explained));
     await saveCheckpoint(detector, dir);
     const fromDir = await loadCheckpoint(dir);
     const fromBlob = await decodeCheckpoint(encodeCheckpoint(detector));
@@ -87,6 +95,8 @@ Deno.test("checkpoint round trips (directory and blob) give identical scores", a
       for (const restored of [fromDir, fromBlob]) {
         assert.equal(restored.step, 3);
         assert.deepEqual(restored.training, detector.training);
+        assert.deepEqual(restored.mapQuantiles, detector.mapQuantiles);
+        assert.equal(restored.aeMapWeight, detector.aeMapWeight);
         assert.deepEqual(scoreAll(restored, images), scores);
       }
     } finally {

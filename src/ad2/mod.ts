@@ -33,8 +33,12 @@ export {
   type StudentTeacherLossOptions,
 } from "./losses.ts";
 export {
+  AUTO_AE_EXPLAINED_HIGH,
+  AUTO_AE_EXPLAINED_LOW,
+  autoAeMapWeight,
   type ChannelStats,
   ChannelStatsAccumulator,
+  explainedVariance,
   FEATURE_STD_EPSILON,
   MAP_SPREAD_EPSILON,
   type MapQuantiles,
@@ -42,4 +46,11 @@ export {
   normaliseFeatures,
   normaliseMap,
 } from "./normalisation.ts";
-export { aeMap, combinedMap, heatmaps, imageScores, stMap } from "./scores.ts";
+export {
+  aeMap,
+  combinedMap,
+  EFFICIENTAD_AE_MAP_WEIGHT,
+  heatmaps,
+  imageScores,
+  stMap,
+} from "./scores.ts";

@@ -115,6 +115,56 @@ export interface MapQuantiles {
   aeA: number;
   /** Autoencoder map at quantile qb. */
   aeB: number;
+  /**
+   * The autoencoder's explained variance (R²) of the normalised teacher features on the same
+   * images (see {@link explainedVariance}); absent in checkpoints written before it existed.
+   */
+  aeExplained?: number;
+}
+
+/**
+ * Share of the variance of `target` that `prediction` explains, 1 − Σ(t − p)² / Σ(t − t̄)²,
+ * with t̄ the per-channel mean of `target` over every sample and position (NHWC). 1 is a
+ * perfect prediction, 0 no better than each channel's mean, below 0 worse.
+ *
+ * @throws if the shapes differ or `target` is constant in every channel
+ */
+export function explainedVariance(target: tf.Tensor4D, prediction: tf.Tensor4D): number {
+  if (target.rank !== 4 || target.shape.some((n, i) => n !== prediction.shape[i])) {
+    throw new RangeError(
+      `target [${target.shape}] and prediction [${prediction.shape}] must be equal NHWC shapes`,
+    );
+  }
+  const [residual, spread] = tf.tidy(() => {
+    const centred = tf.sub(target, tf.mean(target, [0, 1, 2]));
+    return [
+      tf.sum(tf.squaredDifference(target, prediction)).dataSync()[0],
+      tf.sum(tf.square(centred)).dataSync()[0],
+    ];
+  });
+  if (!(spread > 0)) throw new RangeError("explained variance of a constant target is undefined");
+  return 1 - residual / spread;
+}
+
+/**
+ * Explained variance at or below which `autoencoderMapWeight: "auto"` gives the autoencoder
+ * map no weight: an autoencoder this poor has not captured the part's appearance (on
+ * stochastic textures it cannot, from a 1×1 bottleneck), so its map is noise.
+ */
+export const AUTO_AE_EXPLAINED_LOW = 0.3;
+/** Explained variance at or above which `"auto"` gives EfficientAD's weight (0.5). */
+export const AUTO_AE_EXPLAINED_HIGH = 0.5;
+
+/**
+ * The autoencoder map's weight for `autoencoderMapWeight: "auto"`: 0 up to
+ * {@link AUTO_AE_EXPLAINED_LOW}, EfficientAD's 0.5 from {@link AUTO_AE_EXPLAINED_HIGH}, linear
+ * between. Not finite (unknown) → 0.5.
+ */
+export function autoAeMapWeight(aeExplained: number): number {
+  if (!Number.isFinite(aeExplained)) return 0.5;
+  const ramp = (aeExplained - AUTO_AE_EXPLAINED_LOW) /
+    (AUTO_AE_EXPLAINED_HIGH - AUTO_AE_EXPLAINED_LOW);
+  return 0.5 * Math.min(1, Math.max(0, ramp));
 }
 
 /**

@@ -139,10 +139,13 @@ export const TrainingSchema = z.object({
    * Weight of the autoencoder's normalised map in the combined anomaly map that scores, maps
    * and localises every image; the student–teacher map takes 1 − w. 0.5 (default) is
    * EfficientAD's mean of the two; 0 scores with the student–teacher map alone (the AE's
-   * logical-anomaly signal unused). Read from the line's configuration wherever a detector
-   * scores, so changing it needs no retraining.
+   * logical-anomaly signal unused). `"auto"`: from how much of the teacher's features the
+   * autoencoder explains on the normalisation images (src/ad2/normalisation.ts,
+   * `autoAeMapWeight`): 0.5 where it has learnt the part's layout, 0 where it cannot (stochastic
+   * textures), refitted with every map normalisation. Read from the line's configuration
+   * wherever a detector scores, so changing it needs no retraining.
    */
-  autoencoderMapWeight: z.number().min(0).max(1).default(0.5),
+  autoencoderMapWeight: z.union([z.literal("auto"), z.number().min(0).max(1)]).default(0.5),
   /**
    * What computes the student's and autoencoder's gradients in the trainer stage, `main.ts
    * train` and bench:inspect (src/model/training_engine.ts). `auto` (default): ONNX Runtime

@@ -31,8 +31,13 @@ const HeaderSchema = z.object({
   createdAt: z.string(),
   teacherStats: z.object({ mean: z.array(z.number()), std: z.array(z.number()) }).strict()
     .optional(),
-  mapQuantiles: z.object({ stA: z.number(), stB: z.number(), aeA: z.number(), aeB: z.number() })
-    .strict().optional(),
+  mapQuantiles: z.object({
+    stA: z.number(),
+    stB: z.number(),
+    aeA: z.number(),
+    aeB: z.number(),
+    aeExplained: z.number().optional(),
+  }).strict().optional(),
   variables: z.array(
     z.object({ name: z.string(), shape: z.array(z.number().int().min(0)) }).strict(),
   ),

@@ -12,8 +12,11 @@ import * as tf from "@tensorflow/tfjs";
 import type { ModelConfig, TrainingConfig } from "../config/schema.ts";
 import {
   aeMap,
+  autoAeMapWeight,
   ChannelStatsAccumulator,
   combinedMap,
+  EFFICIENTAD_AE_MAP_WEIGHT,
+  explainedVariance,
   heatmaps,
   imageScores,
   type MapQuantiles,
@@ -164,6 +167,18 @@ export class Detector {
     return this.#quantiles;
   }
 
+  /**
+   * The autoencoder map's weight in the combined map: `training.autoencoderMapWeight`, or for
+   * `"auto"` the weight the autoencoder's explained variance gives (EfficientAD's 0.5 while
+   * that is unknown: not fitted yet, or a checkpoint from before it was recorded).
+   */
+  get aeMapWeight(): number {
+    const configured = this.training.autoencoderMapWeight;
+    if (configured !== "auto") return configured;
+    const explained = this.#quantiles?.aeExplained;
+    return explained === undefined ? EFFICIENTAD_AE_MAP_WEIGHT : autoAeMapWeight(explained);
+  }
+
   /** Every trainable variable with a stable name (student first, then autoencoder). */
   namedVariables(): NamedVariable[] {
     return [
@@ -304,21 +319,26 @@ export class Detector {
     const stats = this.#requireTeacherStats();
     const stParts: tf.Tensor3D[] = [];
     const aeParts: tf.Tensor3D[] = [];
+    const targets: tf.Tensor4D[] = [];
+    const reconstructions: tf.Tensor4D[] = [];
     for (const batch of batches) {
-      const [st, ae] = tf.tidy(() => this.#maps(batch, stats));
+      const [st, ae, target, reconstruction] = tf.tidy(() => this.#mapsAndParts(batch, stats));
       stParts.push(st);
       aeParts.push(ae);
+      targets.push(target);
+      reconstructions.push(reconstruction);
     }
     if (stParts.length === 0) throw new Error("fitMapNormalisation: no images given");
     const st = tf.concat(stParts, 0);
     const ae = tf.concat(aeParts, 0);
-    const quantiles = mapQuantilesFrom(
-      st,
-      ae,
-      this.training.mapQuantileA,
-      this.training.mapQuantileB,
-    );
-    tf.dispose([st, ae, ...stParts, ...aeParts]);
+    const target = tf.concat(targets, 0);
+    const reconstruction = tf.concat(reconstructions, 0);
+    const quantiles: MapQuantiles = {
+      ...mapQuantilesFrom(st, ae, this.training.mapQuantileA, this.training.mapQuantileB),
+      aeExplained: explainedVariance(target, reconstruction),
+    };
+    tf.dispose([st, ae, target, reconstruction, ...stParts, ...aeParts, ...targets]);
+    tf.dispose(reconstructions);
     this.#quantiles = quantiles;
     return quantiles;
   }
@@ -341,7 +361,7 @@ export class Detector {
     const q = this.#requireQuantiles();
     const outputs: tf.Tensor[] = tf.tidy(() => {
       const [stRaw, aeRaw] = this.#maps(batch, stats);
-      const combinedRaw = combinedMap(stRaw, aeRaw, q, this.training.autoencoderMapWeight);
+      const combinedRaw = combinedMap(stRaw, aeRaw, q, this.aeMapWeight);
       return [
         imageScores(combinedRaw),
         imageScores(normaliseMap(stRaw, q.stA, q.stB) as tf.Tensor3D),
@@ -368,7 +388,7 @@ export class Detector {
     return tf.tidy(() => {
       const [st, ae] = this.#maps(batch, stats);
       return heatmaps(
-        combinedMap(st, ae, q, this.training.autoencoderMapWeight),
+        combinedMap(st, ae, q, this.aeMapWeight),
         this.model.imageSize,
       );
     });
@@ -385,6 +405,15 @@ export class Detector {
 
   /** Raw (unnormalised) student–teacher and autoencoder maps of a batch. */
   #maps(batch: tf.Tensor4D, stats: TeacherStats): [tf.Tensor3D, tf.Tensor3D] {
+    const [st, ae] = this.#mapsAndParts(batch, stats);
+    return [st, ae];
+  }
+
+  /** {@link #maps} plus the normalised teacher target and the autoencoder's output. */
+  #mapsAndParts(
+    batch: tf.Tensor4D,
+    stats: TeacherStats,
+  ): [tf.Tensor3D, tf.Tensor3D, tf.Tensor4D, tf.Tensor4D] {
     const channels = this.teacher.channels;
     const target = this.#teacherFeatures(batch, stats);
     const input = toNetworkInput(batch);
@@ -394,6 +423,8 @@ export class Detector {
     return [
       stMap(studentSt as tf.Tensor4D, target),
       aeMap(studentAe as tf.Tensor4D, aeOut),
+      target,
+      aeOut,
     ];
   }
 

@@ -392,8 +392,14 @@ export class TrainerStage implements PipelineStage {
       );
       this.#published = { version: record.version, step, at: Date.now() };
       metrics().modelHeld(record.line, this.name, record.version, record.publishedAt);
+      const explained = detector.mapQuantiles?.aeExplained;
       this.#log.info(
-        `published model v${record.version} (step ${step}, ${(blob.length / 1024).toFixed(0)} KiB)`,
+        `published model v${record.version} (step ${step}, ${
+          (blob.length / 1024).toFixed(0)
+        } KiB;` +
+          ` autoencoder explains ${
+            explained === undefined ? "?" : (100 * explained).toFixed(0)
+          } % of the teacher features, its map weighs ${detector.aeMapWeight.toFixed(2)})`,
       );
       await this.#models!.prune(this.#config.trainer.keepVersions).catch((error) =>
         this.#log.warn(`pruning old versions failed: ${errorText(error)}`)
@@ -473,6 +479,9 @@ export class TrainerStage implements PipelineStage {
         unreadable: this.#unreadable,
         heldOut: this.#heldOut,
         refilled: this.#refilled,
+        // Of the last published version's normalisation (null before the first).
+        aeExplained: this.#published ? this.#detector?.mapQuantiles?.aeExplained ?? null : null,
+        aeMapWeight: this.#published ? this.#detector?.aeMapWeight ?? null : null,
         warmupSteps: this.#config.trainer.warmupSteps,
         tensors: liveTensors(),
         ...(this.#gate?.statusDetails() ?? { refusedVersions: 0, lastRefusal: null }),

@@ -84,7 +84,7 @@ export function exportDetectorOnnx(detector: Detector, label = ""): Uint8Array {
     ]);
   const st = normalise(channelMeanSquare(target, studentSt), q.stA, q.stB);
   const aeNormalised = normalise(channelMeanSquare(studentAe, ae), q.aeA, q.aeB);
-  const aeWeight = detector.training.autoencoderMapWeight;
+  const aeWeight = detector.aeMapWeight;
   const combined = g.node("Add", [
     g.node("Mul", [st, scalar(g, "st_weight", 1 - aeWeight)]),
     g.node("Mul", [aeNormalised, scalar(g, "ae_weight", aeWeight)]),
