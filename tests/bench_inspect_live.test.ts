@@ -153,6 +153,10 @@ Deno.test({
         if (point.verdicts.scored === testSize) {
           assert.ok(point.auroc !== null && point.auroc >= 0 && point.auroc <= 1);
           assert.ok(point.modelSteps !== null && point.modelSteps[0] >= 2);
+          // The version's map weight is recorded, with the explained variance behind it.
+          const { aeExplained, aeMapWeight } = point.trainer ?? {};
+          assert.ok(typeof aeExplained === "number" && aeExplained <= 1, `${aeExplained}`);
+          assert.ok(typeof aeMapWeight === "number" && aeMapWeight >= 0 && aeMapWeight <= 1);
         } else {
           assert.equal(point.auroc, null);
         }
