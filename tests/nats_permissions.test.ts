@@ -21,6 +21,7 @@ import {
   control,
   publishImage,
   readStreamMessages,
+  waitForScorerModel,
   waitForStreamCount,
   waitUntil,
 } from "../src/harness/bus.ts";
@@ -104,12 +105,7 @@ Deno.test({
       await camera.nc.flush();
       const consumerJsm = await consumer.nc.jetstreamManager();
       await waitForStreamCount(consumerJsm, verdictStream, images.length, 120_000);
-      await waitUntil(
-        async () =>
-          (await control<StageStatus>(operator.nc, LINE, "scorer", "status")).modelVersion !== null,
-        120_000,
-        "the scorer to load a model version",
-      );
+      await waitForScorerModel(operator.nc, LINE);
       const versions = await pipelineClient.nc.jetstream().views.kv(MODEL_VERSIONS_BUCKET, {
         bindOnly: true,
       });

@@ -8,7 +8,12 @@ import { streamNames } from "../src/bus/subjects.ts";
 import { runPipeline } from "../src/pipeline/run.ts";
 import type { StageStatus } from "../src/stages/stage.ts";
 import { startTestNatsServer } from "../src/harness/nats_server.ts";
-import { control, publishImage, waitForStreamCount, waitUntil } from "../src/harness/bus.ts";
+import {
+  control,
+  publishImage,
+  waitForScorerModel,
+  waitForStreamCount,
+} from "../src/harness/bus.ts";
 import { syntheticImages, tinyPipelineConfig } from "./helpers/pipeline_fixtures.ts";
 import { PipelineMetrics } from "../src/observe/metrics.ts";
 import { rejectedVerdict, scoredVerdict } from "../src/bus/verdict.ts";
@@ -49,12 +54,7 @@ Deno.test({
       for (const image of images.slice(0, 12)) publishImage(nc, line, image.imageId, image.payload);
       publishImage(nc, line, "empty-1", new Uint8Array());
       await nc.flush();
-      await waitUntil(
-        async () =>
-          (await control<StageStatus>(nc, line, "scorer", "status")).modelVersion !== null,
-        120_000,
-        "a model version in the scorer",
-      );
+      await waitForScorerModel(nc, line);
       for (const image of images.slice(12)) publishImage(nc, line, image.imageId, image.payload);
       await nc.flush();
       await waitForStreamCount(jsm, streamNames(line).verdicts, 17, 120_000);

@@ -12,14 +12,12 @@ import { parseVerdict, type ScoredVerdict } from "../src/bus/verdict.ts";
 import { decodeHeatmapPng } from "../src/image/heatmap_png.ts";
 import { argmax, fractionAbove } from "../src/ad2/regions.ts";
 import { runPipeline } from "../src/pipeline/run.ts";
-import type { StageStatus } from "../src/stages/stage.ts";
 import { startTestNatsServer } from "../src/harness/nats_server.ts";
 import {
-  control,
   publishImage,
   readStreamMessages,
+  waitForScorerModel,
   waitForStreamCount,
-  waitUntil,
 } from "../src/harness/bus.ts";
 import { syntheticImages, tinyPipelineConfig } from "./helpers/pipeline_fixtures.ts";
 
@@ -59,12 +57,7 @@ Deno.test({
         publishImage(nc, line, image.imageId, image.payload);
       }
       await nc.flush();
-      await waitUntil(
-        async () =>
-          (await control<StageStatus>(nc, line, "scorer", "status")).modelVersion !== null,
-        120_000,
-        "the scorer to load a model version",
-      );
+      await waitForScorerModel(nc, line);
       for (const image of images.slice(12)) publishImage(nc, line, image.imageId, image.payload);
       await nc.flush();
       await waitForStreamCount(jsm, streamNames(line).verdicts, 24, 120_000);

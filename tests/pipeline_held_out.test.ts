@@ -10,8 +10,8 @@ import {
   control,
   publishImage,
   readStreamMessages,
+  waitForScorerModel,
   waitForStreamCount,
-  waitUntil,
 } from "../src/harness/bus.ts";
 import { syntheticImages, tinyPipelineConfig } from "./helpers/pipeline_fixtures.ts";
 
@@ -64,12 +64,7 @@ Deno.test({
     try {
       for (const image of images.slice(0, 12)) publishImage(nc, line, image.imageId, image.payload);
       await nc.flush();
-      await waitUntil(
-        async () =>
-          (await control<StageStatus>(nc, line, "scorer", "status")).modelVersion !== null,
-        120_000,
-        "the scorer to load a model version",
-      );
+      await waitForScorerModel(nc, line);
       await waitForStreamCount(jsm, streamNames(line).verdicts, 12, 60_000);
       const before = await windowScores();
 

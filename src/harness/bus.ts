@@ -69,6 +69,21 @@ export async function waitUntil(
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }
 
+/** Waits until `line`'s scorer holds a model version; throws after `timeoutMs`. */
+export async function waitForScorerModel(
+  nc: NatsConnection,
+  line: string,
+  timeoutMs = 120_000,
+): Promise<void> {
+  await waitUntil(
+    async () =>
+      (await control<{ modelVersion: number | null }>(nc, line, "scorer", "status"))
+        .modelVersion !== null,
+    timeoutMs,
+    `line ${line}'s scorer to load a model version`,
+  );
+}
+
 /** Every message stored in `stream`, in order (payload and headers). */
 export async function readStreamMessages(
   jsm: JetStreamManager,
