@@ -392,14 +392,13 @@ export class TrainerStage implements PipelineStage {
       );
       this.#published = { version: record.version, step, at: Date.now() };
       metrics().modelHeld(record.line, this.name, record.version, record.publishedAt);
+      const kib = (blob.length / 1024).toFixed(0);
       const explained = detector.mapQuantiles?.aeExplained;
+      const explainedText = explained === undefined ? "?" : (100 * explained).toFixed(0);
       this.#log.info(
-        `published model v${record.version} (step ${step}, ${
-          (blob.length / 1024).toFixed(0)
-        } KiB;` +
-          ` autoencoder explains ${
-            explained === undefined ? "?" : (100 * explained).toFixed(0)
-          } % of the teacher features, its map weighs ${detector.aeMapWeight.toFixed(2)})`,
+        `published model v${record.version} (step ${step}, ${kib} KiB; autoencoder explains ` +
+          `${explainedText} % of the teacher features, its map weighs ` +
+          `${detector.aeMapWeight.toFixed(2)})`,
       );
       await this.#models!.prune(this.#config.trainer.keepVersions).catch((error) =>
         this.#log.warn(`pruning old versions failed: ${errorText(error)}`)

@@ -2,9 +2,8 @@
  * Exports a trained {@link Detector}'s scoring graph to ONNX, built in TypeScript from its live
  * weights (no files, no Python): teacher taps → resize → concat → channel normalisation, PDN
  * student, autoencoder, the two anomaly maps, their quantile normalisation, the combined map
- * (weighted by `training.autoencoderMapWeight`),
- * image scores and the full-resolution heatmap — `Detector.score` and `Detector.anomalyMaps`
- * as one graph.
+ * (weighted by `Detector.aeMapWeight`), image scores and the full-resolution heatmap —
+ * `Detector.score` and `Detector.anomalyMaps` as one graph.
  *
  * Inputs and outputs (B is dynamic):
  *  - `images` `[B, S, S, 3]`: NHWC pixels in [0, 1], the layout of `imagesToBatch`;
