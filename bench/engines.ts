@@ -34,7 +34,7 @@ import {
   writeResultJson,
   writeResultText,
 } from "./report.ts";
-import { median } from "./timing.ts";
+import { median, timeAdaptiveAsync } from "./timing.ts";
 
 const BATCH = 8;
 
@@ -104,14 +104,7 @@ if (torchProblem) throw new Error(torchProblem);
 
 /** Median ms of `calls` calls of `fn` after one warm-up call. */
 async function timed(fn: () => Promise<unknown>): Promise<number> {
-  await fn();
-  const samples: number[] = [];
-  for (let i = 0; i < calls; i++) {
-    const start = performance.now();
-    await fn();
-    samples.push(performance.now() - start);
-  }
-  return median(samples);
+  return (await timeAdaptiveAsync(fn, { maxCalls: calls, budgetMs: Infinity })).medianMs;
 }
 
 /** The forward-pass routes of a case: the peer's teacher PDN on ORT (and tfjs-wasm). */

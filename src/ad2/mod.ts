@@ -38,6 +38,7 @@ export {
   autoAeMapWeight,
   type ChannelStats,
   ChannelStatsAccumulator,
+  EFFICIENTAD_AE_MAP_WEIGHT,
   explainedVariance,
   FEATURE_STD_EPSILON,
   MAP_SPREAD_EPSILON,
@@ -46,11 +47,4 @@ export {
   normaliseFeatures,
   normaliseMap,
 } from "./normalisation.ts";
-export {
-  aeMap,
-  combinedMap,
-  EFFICIENTAD_AE_MAP_WEIGHT,
-  heatmaps,
-  imageScores,
-  stMap,
-} from "./scores.ts";
+export { aeMap, combinedMap, heatmaps, imageScores, stMap } from "./scores.ts";

@@ -146,25 +146,28 @@ export function explainedVariance(target: tf.Tensor4D, prediction: tf.Tensor4D):
   return 1 - residual / spread;
 }
 
+/** EfficientAD's weight of the autoencoder map: the combined map is the mean of the two. */
+export const EFFICIENTAD_AE_MAP_WEIGHT = 0.5;
+
 /**
  * Explained variance at or below which `autoencoderMapWeight: "auto"` gives the autoencoder
  * map no weight: an autoencoder this poor has not captured the part's appearance (on
  * stochastic textures it cannot, from a 1×1 bottleneck), so its map is noise.
  */
 export const AUTO_AE_EXPLAINED_LOW = 0.3;
-/** Explained variance at or above which `"auto"` gives EfficientAD's weight (0.5). */
+/** Explained variance at or above which `"auto"` gives EfficientAD's weight. */
 export const AUTO_AE_EXPLAINED_HIGH = 0.5;
 
 /**
  * The autoencoder map's weight for `autoencoderMapWeight: "auto"`: 0 up to
- * {@link AUTO_AE_EXPLAINED_LOW}, EfficientAD's 0.5 from {@link AUTO_AE_EXPLAINED_HIGH}, linear
- * between. Not finite (unknown) → 0.5.
+ * {@link AUTO_AE_EXPLAINED_LOW}, EfficientAD's from {@link AUTO_AE_EXPLAINED_HIGH}, linear
+ * between. Not finite (unknown) → EfficientAD's.
  */
 export function autoAeMapWeight(aeExplained: number): number {
-  if (!Number.isFinite(aeExplained)) return 0.5;
+  if (!Number.isFinite(aeExplained)) return EFFICIENTAD_AE_MAP_WEIGHT;
   const ramp = (aeExplained - AUTO_AE_EXPLAINED_LOW) /
     (AUTO_AE_EXPLAINED_HIGH - AUTO_AE_EXPLAINED_LOW);
-  return 0.5 * Math.min(1, Math.max(0, ramp));
+  return EFFICIENTAD_AE_MAP_WEIGHT * Math.min(1, Math.max(0, ramp));
 }
 
 /**

@@ -5,7 +5,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { type MapQuantiles, normaliseMap } from "./normalisation.ts";
+import { EFFICIENTAD_AE_MAP_WEIGHT, type MapQuantiles, normaliseMap } from "./normalisation.ts";
 
 /**
  * Student–teacher anomaly map: per-pixel mean over channels of (T − S)² → [b,h,w].
@@ -26,9 +26,6 @@ export function stMap(studentST: tf.Tensor4D, teacherNorm: tf.Tensor4D): tf.Tens
 export function aeMap(studentAE: tf.Tensor4D, aePrediction: tf.Tensor4D): tf.Tensor3D {
   return channelMeanSquaredDifference(studentAE, aePrediction, "student AE", "autoencoder");
 }
-
-/** EfficientAD's weight of the autoencoder map: the combined map is the mean of the two. */
-export const EFFICIENTAD_AE_MAP_WEIGHT = 0.5;
 
 /**
  * The combined map of the two quantile-normalised maps,

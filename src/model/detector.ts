@@ -337,8 +337,16 @@ export class Detector {
       ...mapQuantilesFrom(st, ae, this.training.mapQuantileA, this.training.mapQuantileB),
       aeExplained: explainedVariance(target, reconstruction),
     };
-    tf.dispose([st, ae, target, reconstruction, ...stParts, ...aeParts, ...targets]);
-    tf.dispose(reconstructions);
+    tf.dispose([
+      st,
+      ae,
+      target,
+      reconstruction,
+      ...stParts,
+      ...aeParts,
+      ...targets,
+      ...reconstructions,
+    ]);
     this.#quantiles = quantiles;
     return quantiles;
   }
